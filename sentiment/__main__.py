@@ -1,0 +1,37 @@
+"""Classify texts from the command line: python -m sentiment "text" ... (or one text per stdin line)."""
+
+import argparse
+import json
+import sys
+
+from sentiment.model import ModelLoadError, SentimentBertModel
+from sentiment.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print one JSON answer per text."""
+    parser = argparse.ArgumentParser(
+        prog="python -m sentiment",
+        description="Classify texts; the model comes from SENTIMENT_MODEL (hub id or folder).",
+    )
+    parser.add_argument("texts", nargs="*", help="texts to classify; none reads one per stdin line")
+    args = parser.parse_args(argv)
+    texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    settings = Settings()
+    try:
+        model = SentimentBertModel(
+            settings.model,
+            revision=settings.model_revision,
+            device=settings.device,
+            num_threads=settings.num_threads,
+        )
+    except ModelLoadError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for answer in model.predict_batch(texts):
+        print(json.dumps(answer))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""The Ray Serve deployments and their app builders. Importing this module starts nothing.
+
+    Router      GET /router?txt=...                           (a plain deployment, the tutorial's first app)
+    Classifier  GET /test, GET /healthcheck, POST /classify, POST /classify/batch   (FastAPI ingress)
+
+Both classify through BatchedModel: the model loaded once per replica, behind one @serve.batch queue.
+`serve run sentiment.apps:build_router` and serve_config.yaml use the builders below.
+"""
+
+import asyncio
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.responses import JSONResponse, Response
+from ray import serve
+from ray.serve import Application
+
+from sentiment.model import Prediction, SentimentBertModel
+from sentiment.settings import Settings
+from sentiment.web import (
+    BatchOut,
+    BatchRequest,
+    ClassifyRequest,
+    ClientError,
+    Health,
+    InvalidInput,
+    PredictionOut,
+    check_json_body,
+    check_query_encoding,
+    check_text,
+    check_texts,
+    error_response,
+)
+
+ROUTER_APP = "router"
+CLASSIFIER_APP = "classifier"
+ROUTE_PREFIXES = {ROUTER_APP: "/router", CLASSIFIER_APP: "/"}
+
+# The tutorial's /test sentence.
+TEST_TEXT = "Ray Serve makes serving models easy, and I love it"
+HEALTH_TEXT = "health check"
+HEALTH_TIMEOUT_S = 10.0
+
+
+class BatchedModel:
+    """The model, loaded once per replica, behind one batching queue that both deployments share."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.model = SentimentBertModel(
+            settings.model,
+            revision=settings.model_revision,
+            device=settings.device,
+            num_threads=settings.num_threads,
+            chunk_size=settings.max_batch_size,
+        )
+        self._predict_batch.set_max_batch_size(settings.max_batch_size)
+        self._predict_batch.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
+    async def _predict_batch(self, texts: list[str]) -> list[Prediction]:
+        """Classify the texts of requests that arrived together, in one forward pass."""
+        # In a thread, so the replica's event loop keeps accepting requests while the model runs.
+        return await asyncio.to_thread(self.model.predict_batch, texts)
+
+    async def classify(self, text: str) -> Prediction:
+        """Classify one text through the batching queue."""
+        return await self._predict_batch(text)
+
+    async def classify_many(self, texts: list[str]) -> list[Prediction]:
+        """Classify several texts through the same queue, so they batch with everyone else's."""
+        return list(await asyncio.gather(*(self._predict_batch(text) for text in texts)))
+
+    async def check_health(self) -> None:
+        """Let Serve replace this replica when the model stops answering."""
+        await asyncio.wait_for(self.classify(HEALTH_TEXT), timeout=HEALTH_TIMEOUT_S)
+
+
+# Batches can only be as large as the requests a replica holds at once (Serve's default is 5).
+DEPLOYMENT_OPTIONS = {"max_ongoing_requests": 64}
+
+
+@serve.deployment(**DEPLOYMENT_OPTIONS)
+class Router(BatchedModel):
+    """GET /router?txt=...: the tutorial's plain deployment, with the model built once."""
+
+    async def __call__(self, request: Request) -> Response:
+        """Classify the `txt` query parameter."""
+        try:
+            if request.method != "GET":
+                return JSONResponse(
+                    {"detail": "use GET /router?txt=..."}, status_code=405, headers={"Allow": "GET"}
+                )
+            check_query_encoding(request)
+            text = check_text(request.query_params.get("txt"), "txt", self.settings)
+            return JSONResponse(await self.classify(text))
+        except Exception as error:
+            return error_response(error)
+
+
+api = FastAPI(
+    title="sentiment-serve",
+    summary="Sentiment of English text (DistilBERT fine-tuned on SST-2), served by Ray Serve.",
+    dependencies=[Depends(check_query_encoding)],
+)
+
+
+@api.exception_handler(ClientError)
+async def _client_error(request: Request, error: ClientError) -> JSONResponse:
+    """Answer a client mistake with its status from the error table."""
+    return error_response(error)
+
+
+@api.middleware("http")
+async def _unexpected_error(request: Request, call_next) -> Response:
+    """Answer anything unexpected with a logged, generic 500 instead of a stack trace."""
+    try:
+        return await call_next(request)
+    except Exception as error:
+        return error_response(error)
+
+
+@serve.deployment(**DEPLOYMENT_OPTIONS)
+@serve.ingress(api)
+class Classifier(BatchedModel):
+    """The FastAPI app: the tutorial's routes, a JSON body form, and a batch endpoint."""
+
+    @api.get("/test", response_model=PredictionOut)
+    async def test(self) -> Prediction:
+        """Classify a fixed sample sentence."""
+        return await self.classify(TEST_TEXT)
+
+    @api.get(
+        "/healthcheck",
+        response_model=Health,
+        responses={503: {"description": "The model did not answer."}},
+    )
+    async def healthcheck(self) -> Health | JSONResponse:
+        """Answer 200 only when the model answers a real inference."""
+        try:
+            await asyncio.wait_for(self.classify(HEALTH_TEXT), timeout=HEALTH_TIMEOUT_S)
+        except Exception as error:
+            return JSONResponse(
+                {"detail": f"the model is not answering: {type(error).__name__}"}, status_code=503
+            )
+        return Health(status="ok", model=self.settings.model)
+
+    @api.post("/classify", response_model=PredictionOut, dependencies=[Depends(check_json_body)])
+    async def classify_text(
+        self,
+        input_text: Annotated[
+            str | None, Query(min_length=2, description="The text, in the query.")
+        ] = None,
+        body: ClassifyRequest | None = None,
+    ) -> Prediction:
+        """Classify one text, given as ?input_text=... or as {"input_text": ...}."""
+        if input_text is not None and body is not None:
+            raise InvalidInput("give input_text once: in the query or in the JSON body, not both")
+        text = input_text if body is None else body.input_text
+        if text is None:
+            raise InvalidInput("input_text is required, as a query parameter or in a JSON body")
+        return await self.classify(check_text(text, "input_text", self.settings))
+
+    @api.post("/classify/batch", response_model=BatchOut, dependencies=[Depends(check_json_body)])
+    async def classify_batch(self, body: BatchRequest) -> dict[str, list[Prediction]]:
+        """Classify several texts; answers come back in request order."""
+        texts = check_texts(body.texts, self.settings)
+        return {"results": await self.classify_many(texts)}
+
+
+def _options(settings: Settings) -> dict:
+    """Keep a replica's request limit at least twice the batch size, so batches can fill."""
+    return {
+        "max_ongoing_requests": max(
+            DEPLOYMENT_OPTIONS["max_ongoing_requests"], 2 * settings.max_batch_size
+        )
+    }
+
+
+def build_router(args: Settings) -> Application:
+    """Build the Router app (`serve run sentiment.apps:build_router`)."""
+    return Router.options(**_options(args)).bind(args)
+
+
+def build_classifier(args: Settings) -> Application:
+    """Build the Classifier app (`serve run sentiment.apps:build_classifier`)."""
+    return Classifier.options(**_options(args)).bind(args)
+
+
+BUILDERS = {ROUTER_APP: build_router, CLASSIFIER_APP: build_classifier}

@@ -1,0 +1,133 @@
+"""The sentiment classifier: a Hugging Face sequence-classification model, loaded once."""
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TypedDict
+
+import torch
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+from transformers.utils import logging as transformers_logging
+
+from sentiment.settings import DEFAULT_MODEL
+
+# Texts per forward pass inside predict_batch; a caller's batch is split into chunks of this size.
+DEFAULT_CHUNK_SIZE = 32
+
+
+class Prediction(TypedDict):
+    """The answer for one text, the same everywhere (CLI, both apps, the batch endpoint)."""
+
+    input_text: str
+    label: str
+    score: float
+    scores: dict[str, float]
+
+
+class ModelLoadError(RuntimeError):
+    """The model could not be had; the message says what to set."""
+
+
+def _load_failure(model: str, error: Exception) -> ModelLoadError:
+    """Turn a from_pretrained failure into one line that says what to set."""
+    path = Path(model)
+    looks_like_path = model.startswith((".", "/")) or path.exists()
+    if looks_like_path and not path.is_dir():
+        reason = f"no folder at {model}"
+    elif looks_like_path and not (path / "config.json").is_file():
+        reason = f"{model} has no config.json, so it is not a model saved with save_pretrained"
+    else:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+    hint = (
+        "set SENTIMENT_MODEL to a folder saved with save_pretrained"
+        " (python -m sentiment.testing tiny DIR makes an untrained one)"
+    )
+    if not offline and not looks_like_path:
+        hint += ", or make the model hub reachable"
+    return ModelLoadError(f"cannot load model {model!r}: {reason}; {hint}")
+
+
+def available_cores() -> int:
+    """Count the cores this process may run on (not the machine's, under a CPU limit)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class SentimentBertModel:
+    """A text classifier that loads once and answers one text or many."""
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        *,
+        revision: str | None = None,
+        device: str = "cpu",
+        num_threads: int = 0,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+    ) -> None:
+        # Ray sets OMP_NUM_THREADS=1 in replicas; say the thread count out loud instead.
+        torch.set_num_threads(num_threads or available_cores())
+        self.name = model
+        self.device = torch.device(device)
+        self.chunk_size = chunk_size
+        # A progress bar per replica start is noise in server logs.
+        transformers_logging.disable_progress_bar()
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(model, revision=revision)
+            self.model = AutoModelForSequenceClassification.from_pretrained(
+                model, revision=revision
+            )
+        except Exception as error:  # from_pretrained raises many kinds; all mean "not here".
+            raise _load_failure(model, error) from error
+        self.model.to(self.device).eval()
+        config = self.model.config
+        self.labels = [config.id2label[i] for i in range(config.num_labels)]
+        # Tokenizers without a saved limit report a huge model_max_length; the model's own wins.
+        self.max_length = min(self.tokenizer.model_max_length, config.max_position_embeddings)
+
+    @staticmethod
+    def check_available(model: str = DEFAULT_MODEL, revision: str | None = None) -> None:
+        """Raise ModelLoadError unless the model's config can be had (cheap: no weights)."""
+        try:
+            AutoConfig.from_pretrained(model, revision=revision)
+        except Exception as error:
+            raise _load_failure(model, error) from error
+
+    def predict(self, text: str) -> Prediction:
+        """Classify one text."""
+        return self.predict_batch([text])[0]
+
+    def predict_batch(self, texts: Sequence[str]) -> list[Prediction]:
+        """Classify many texts; answers come back in input order."""
+        if not texts:
+            return []
+        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
+        ids = encoded["input_ids"]
+        # Shortest first, so each chunk pads only to texts of similar length.
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        probabilities: list[torch.Tensor] = [torch.empty(0)] * len(ids)
+        for start in range(0, len(order), self.chunk_size):
+            chunk = order[start : start + self.chunk_size]
+            for i, row in zip(chunk, self._forward([ids[i] for i in chunk]), strict=True):
+                probabilities[i] = row
+        return [self._answer(text, p) for text, p in zip(texts, probabilities, strict=True)]
+
+    def _forward(self, rows: list[list[int]]) -> torch.Tensor:
+        """Run one padded batch of token ids and return class probabilities."""
+        width = max(len(row) for row in rows)
+        input_ids = torch.full((len(rows), width), self.tokenizer.pad_token_id or 0)
+        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for n, row in enumerate(rows):
+            input_ids[n, : len(row)] = torch.tensor(row)
+            attention_mask[n, : len(row)] = 1
+        with torch.inference_mode():
+            logits = self.model(
+                input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device)
+            ).logits
+        return logits.float().softmax(dim=-1).cpu()
+
+    def _answer(self, text: str, probabilities: torch.Tensor) -> Prediction:
+        """Shape one text's probabilities as the answer."""
+        scores = {label: float(p) for label, p in zip(self.labels, probabilities, strict=True)}
+        label = max(scores, key=scores.__getitem__)
+        return {"input_text": text, "label": label, "score": scores[label], "scores": scores}

@@ -1,0 +1,72 @@
+"""Every setting of sentiment-serve, in one place: a typed object whose defaults come from env vars."""
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_MODEL = "distilbert-base-uncased-finetuned-sst-2-english"
+
+ENV_PREFIX = "SENTIMENT_"
+
+
+def _env(name: str, default: Any) -> Callable[[], Any]:
+    """Make a default factory that reads SENTIMENT_<NAME>, falling back to `default`."""
+    return lambda: os.environ.get(ENV_PREFIX + name, default)
+
+
+class Settings(BaseModel):
+    """What the model and the apps need; each field is also the env var SENTIMENT_<FIELD>."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+    model: str = Field(
+        default_factory=_env("MODEL", DEFAULT_MODEL),
+        description="Model hub id or local folder saved with save_pretrained.",
+    )
+    model_revision: str | None = Field(
+        default_factory=_env("MODEL_REVISION", None),
+        description="Hub revision (branch, tag or commit) to pin; ignored for folders.",
+    )
+    device: str = Field(
+        default_factory=_env("DEVICE", "cpu"),
+        description="Torch device: cpu, or cuda where a GPU is present.",
+    )
+    num_threads: int = Field(
+        default_factory=_env("NUM_THREADS", 0),
+        ge=0,
+        description="Torch threads per replica; 0 uses every core this process may run on.",
+    )
+    max_batch_size: int = Field(
+        default_factory=_env("MAX_BATCH_SIZE", 32),
+        ge=1,
+        le=512,
+        description="Most texts one forward pass takes; concurrent requests are batched up to it.",
+    )
+    batch_wait_timeout_s: float = Field(
+        default_factory=_env("BATCH_WAIT_TIMEOUT_S", 0.005),
+        ge=0,
+        le=1,
+        description="How long a batch waits to fill before it runs anyway.",
+    )
+    max_text_chars: int = Field(
+        default_factory=_env("MAX_TEXT_CHARS", 20_000),
+        ge=2,
+        description="Longest text accepted (413 above it); shorter long texts are truncated.",
+    )
+    max_batch_texts: int = Field(
+        default_factory=_env("MAX_BATCH_TEXTS", 256),
+        ge=1,
+        description="Most texts one POST /classify/batch may carry (413 above it).",
+    )
+    http_host: str = Field(
+        default_factory=_env("HTTP_HOST", "127.0.0.1"),
+        description="Where Serve's proxy listens when the entry scripts start Serve.",
+    )
+    http_port: int = Field(
+        default_factory=_env("HTTP_PORT", 8000),
+        ge=1,
+        le=65535,
+        description="Port of Serve's proxy when the entry scripts start Serve.",
+    )

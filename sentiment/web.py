@@ -1,0 +1,146 @@
+"""HTTP contract shared by both apps: request and answer schemas, input checks, and the error table.
+
+No Ray here: the deployments in sentiment.apps use these so that both apps reject the same input the
+same way, with FastAPI's body shape {"detail": ...}.
+"""
+
+import logging
+from urllib.parse import parse_qsl
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from sentiment.settings import Settings
+
+logger = logging.getLogger("sentiment")
+
+
+class ClientError(Exception):
+    """Something the client got wrong; each subclass is one row of the error table."""
+
+    status_code = 400
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class BadEncoding(ClientError):
+    """The query string is not valid UTF-8."""
+
+    status_code = 400
+
+
+class TooLarge(ClientError):
+    """A text or a batch over its configured cap."""
+
+    status_code = 413
+
+
+class NotJson(ClientError):
+    """A request body sent without a JSON content type."""
+
+    status_code = 415
+
+
+class InvalidInput(ClientError):
+    """Missing, empty or malformed input (FastAPI's own validation errors are 422 too)."""
+
+    status_code = 422
+
+
+def error_response(error: Exception) -> JSONResponse:
+    """Answer an error: a ClientError with its status, anything else as a 500 that leaks nothing."""
+    if isinstance(error, ClientError):
+        return JSONResponse({"detail": error.detail}, status_code=error.status_code)
+    logger.error("unexpected error while answering a request", exc_info=error)
+    return JSONResponse({"detail": "internal server error"}, status_code=500)
+
+
+def check_query_encoding(request: Request) -> None:
+    """Reject a query string whose percent-escapes are not UTF-8 (Starlette would silently replace them)."""
+    raw = request.scope.get("query_string", b"").decode("latin-1")
+    try:
+        parse_qsl(raw, keep_blank_values=True, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError as error:
+        raise BadEncoding("the query string is not valid UTF-8 after percent-decoding") from error
+
+
+async def check_json_body(request: Request) -> None:
+    """Reject a body that is not declared JSON (FastAPI would otherwise answer a puzzling 422)."""
+    if not await request.body():
+        return
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise NotJson(
+            f"the body must be JSON sent with Content-Type: application/json, not {media_type!r}"
+        )
+
+
+def check_text(text: str | None, field: str, settings: Settings) -> str:
+    """Return `text` if it can be classified, else raise the ClientError that says why."""
+    if text is None:
+        raise InvalidInput(f"{field} is required")
+    if not text.strip():
+        raise InvalidInput(f"{field} is empty or only whitespace")
+    if len(text) > settings.max_text_chars:
+        raise TooLarge(
+            f"{field} has {len(text)} characters; the limit is {settings.max_text_chars}"
+            " (SENTIMENT_MAX_TEXT_CHARS)"
+        )
+    return text
+
+
+def check_texts(texts: list[str], settings: Settings) -> list[str]:
+    """Check a batch: not empty, not over the cap, every text classifiable."""
+    if not texts:
+        raise InvalidInput("texts is empty; send at least one text")
+    if len(texts) > settings.max_batch_texts:
+        raise TooLarge(
+            f"texts has {len(texts)} items; the limit is {settings.max_batch_texts}"
+            " (SENTIMENT_MAX_BATCH_TEXTS)"
+        )
+    return [check_text(text, f"texts[{i}]", settings) for i, text in enumerate(texts)]
+
+
+class ClassifyRequest(BaseModel):
+    """One text to classify."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"input_text": "i like you"}]}
+    )
+
+    input_text: str = Field(min_length=2, description="The text to classify.")
+
+
+class BatchRequest(BaseModel):
+    """Several texts to classify in one call."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"texts": ["i like you", "i do not"]}]}
+    )
+
+    texts: list[str] = Field(description="The texts to classify, answered in the same order.")
+
+
+class PredictionOut(BaseModel):
+    """The answer for one text."""
+
+    input_text: str
+    label: str = Field(description="The most likely label, from the model's own id2label.")
+    score: float = Field(description="The probability of `label`.")
+    scores: dict[str, float] = Field(description="The probability of every label.")
+
+
+class BatchOut(BaseModel):
+    """The answers for a batch, in request order."""
+
+    results: list[PredictionOut]
+
+
+class Health(BaseModel):
+    """A replica that answered a real inference."""
+
+    status: str
+    model: str
