@@ -19,7 +19,10 @@ def _env(name: str, default: Any) -> Callable[[], Any]:
 class Settings(BaseModel):
     """What the model and the apps need; each field is also the env var SENTIMENT_<FIELD>."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+    # validate_default: values from env vars are strings until validated like any other.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, protected_namespaces=(), validate_default=True
+    )
 
     model: str = Field(
         default_factory=_env("MODEL", DEFAULT_MODEL),

@@ -1,0 +1,60 @@
+# The same commands for people and CI. `make help` lists them.
+SHELL := /bin/bash
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+# Say the auth mode out loud: left unset, a local Ray may turn token auth on and lock other shells out.
+export RAY_AUTH_MODE ?= disabled
+# Ray's usage-stats prompt and upload do nothing useful here.
+export RAY_USAGE_STATS_ENABLED ?= 0
+RAY_CPUS ?= $(shell nproc)
+
+.PHONY: help install up down status check test lint format tiny-model full-model clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements-dev.txt -e .
+	touch $@
+
+install: $(BIN)/.installed  ## make .venv with the pinned dependencies and the project
+
+up: install  ## start a Ray head (if none) and deploy both apps; honours SENTIMENT_MODEL
+	@$(BIN)/ray status >/dev/null 2>&1 || $(BIN)/ray start --head --num-cpus=$(RAY_CPUS) \
+		--dashboard-host=127.0.0.1 --disable-usage-stats
+	$(BIN)/python serve_with_rayserve.py
+	$(BIN)/python serve_with_fastapi.py
+
+check: install  ## query both running apps over HTTP
+	$(BIN)/python test_local_http_endpoint.py
+
+status: install  ## show the Serve apps on the running head
+	$(BIN)/serve status
+
+down: install  ## stop Ray (and with it every app) on this machine
+	$(BIN)/ray stop
+
+test: install  ## lint, then run every test tier
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest
+
+lint: install  ## lint and check formatting
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install  ## fix what ruff can
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+tiny-model: install  ## save an untrained tiny DistilBERT to models/tiny (no model hub needed)
+	$(BIN)/python -m sentiment.testing tiny models/tiny
+
+full-model: install  ## save an untrained full-size DistilBERT to models/full (benchmarks)
+	$(BIN)/python -m sentiment.testing full models/full
+
+clean:  ## remove the venv and caches
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,31 @@
+"""Shared fixtures; every test is marked with its tier, the folder it lives in."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Before anything imports Ray: left unset, a local Ray may turn token auth on and lock out the CLI.
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Tests never reach for the model hub; they build their own models.
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+TESTS = Path(__file__).parent
+TIERS = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its tier, taken from its folder."""
+    for item in items:
+        tier = item.path.relative_to(TESTS).parts[0]
+        if tier in TIERS:
+            item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Save an untrained tiny DistilBERT once per session, loaded like the real one."""
+    from sentiment.testing import build_model
+
+    return build_model(tmp_path_factory.mktemp("models") / "tiny", "tiny")

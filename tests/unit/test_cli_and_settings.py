@@ -1,0 +1,87 @@
+"""The command lines of the package, and the settings object."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from sentiment.settings import DEFAULT_MODEL, Settings
+from tests.helpers import assert_prediction
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(
+    *args: str, env: dict[str, str] | None = None, stdin: str = ""
+) -> subprocess.CompletedProcess:
+    """Run a Python command from the repository root, bounded in time."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_cli_prints_one_json_answer_per_text(tiny_model_dir: Path) -> None:
+    done = run(
+        "-m", "sentiment", "i like you", "so bad", env={"SENTIMENT_MODEL": str(tiny_model_dir)}
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2
+    for text, line in zip(["i like you", "so bad"], lines, strict=True):
+        assert_prediction(json.loads(line), text)
+
+
+def test_cli_reads_stdin(tiny_model_dir: Path) -> None:
+    done = run(
+        "-m", "sentiment", env={"SENTIMENT_MODEL": str(tiny_model_dir)}, stdin="one\n\ntwo\n"
+    )
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line)["input_text"] for line in done.stdout.splitlines()] == ["one", "two"]
+
+
+def test_cli_without_a_model_says_what_to_set() -> None:
+    done = run("-m", "sentiment", "hello", env={"SENTIMENT_MODEL": "/no/such/model"})
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert (
+        done.stderr.strip().splitlines()[-1].startswith("error: cannot load model '/no/such/model'")
+    )
+    assert "SENTIMENT_MODEL" in done.stderr
+
+
+def test_testing_command_builds_a_loadable_model(tmp_path: Path) -> None:
+    done = run("-m", "sentiment.testing", "tiny", str(tmp_path / "m"))
+    assert done.returncode == 0, done.stderr
+    assert "untrained" in done.stdout
+    assert (tmp_path / "m" / "config.json").is_file()
+    answer = run("-m", "sentiment", "works", env={"SENTIMENT_MODEL": str(tmp_path / "m")})
+    assert answer.returncode == 0, answer.stderr
+
+
+def test_settings_defaults_env_and_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SENTIMENT_MODEL", raising=False)
+    assert Settings().model == DEFAULT_MODEL
+    monkeypatch.setenv("SENTIMENT_MODEL", "/models/x")
+    monkeypatch.setenv("SENTIMENT_MAX_BATCH_SIZE", "16")
+    settings = Settings()
+    assert (settings.model, settings.max_batch_size) == ("/models/x", 16)
+    # Builder args (serve_config.yaml) win over the environment.
+    assert Settings.model_validate({"max_batch_size": 4}).max_batch_size == 4
+
+
+def test_settings_refuse_bad_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SENTIMENT_MAX_BATCH_SIZE", "lots")
+    with pytest.raises(ValidationError, match="max_batch_size"):
+        Settings()
+    with pytest.raises(ValidationError, match="no_such_setting"):
+        Settings.model_validate({"no_such_setting": 1})

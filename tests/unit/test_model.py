@@ -1,0 +1,110 @@
+"""SentimentBertModel against a tiny DistilBERT saved and loaded like the real one: no Ray, no HTTP."""
+
+import random
+import time
+from pathlib import Path
+
+import pytest
+from transformers import pipeline
+
+from sentiment.model import ModelLoadError, SentimentBertModel
+from sentiment.testing import WORDS
+from tests.helpers import assert_prediction, assert_same_prediction
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir: Path) -> SentimentBertModel:
+    """Load the tiny model once for this module."""
+    return SentimentBertModel(str(tiny_model_dir), num_threads=1)
+
+
+def sentences(count: int, seed: int = 0, longest: int = 40) -> list[str]:
+    """Make `count` distinct texts of varied length from the test vocabulary."""
+    rng = random.Random(seed)
+    texts = {" ".join(rng.choices(WORDS, k=rng.randint(1, longest))) for _ in range(count * 2)}
+    return sorted(texts)[:count]
+
+
+def test_predict_has_the_contract_shape(model: SentimentBertModel) -> None:
+    answer = model.predict("i like you")
+    assert_prediction(answer, "i like you")
+    assert model.labels == ["NEGATIVE", "POSITIVE"]
+
+
+def test_batch_keeps_input_order_and_equals_single_calls(model: SentimentBertModel) -> None:
+    texts = sentences(50)
+    batch = model.predict_batch(texts)
+    assert [a["input_text"] for a in batch] == texts
+    for text, answer in zip(texts, batch, strict=True):
+        assert_same_prediction(answer, model.predict(text))
+    # The tiny model must not answer one label for everything, or label checks prove nothing.
+    assert {a["label"] for a in batch} == {"NEGATIVE", "POSITIVE"}
+
+
+def test_batch_larger_than_a_chunk(tiny_model_dir: Path, model: SentimentBertModel) -> None:
+    chunked = SentimentBertModel(str(tiny_model_dir), num_threads=1, chunk_size=4)
+    texts = sentences(23, seed=1)
+    for served, expected in zip(
+        chunked.predict_batch(texts), model.predict_batch(texts), strict=True
+    ):
+        assert_same_prediction(served, expected)
+
+
+def test_duplicates_and_empty_batch(model: SentimentBertModel) -> None:
+    assert model.predict_batch([]) == []
+    twice = model.predict_batch(["same text", "other text", "same text"])
+    assert twice[0] == twice[2]
+
+
+def test_matches_the_transformers_pipeline(tiny_model_dir: Path, model: SentimentBertModel) -> None:
+    classifier = pipeline("text-classification", model=str(tiny_model_dir), top_k=None)
+    texts = sentences(10, seed=2)
+    for text, ours in zip(texts, model.predict_batch(texts), strict=True):
+        theirs = {row["label"]: row["score"] for row in classifier([text])[0]}
+        assert ours["label"] == max(theirs, key=theirs.get)
+        for label, score in theirs.items():
+            assert abs(ours["scores"][label] - score) < 1e-4
+
+
+def test_long_text_is_truncated_to_the_model_limit(model: SentimentBertModel) -> None:
+    rng = random.Random(3)
+    words = rng.choices([w for w in WORDS if w.isalpha()], k=600)
+    long_text = " ".join(words)
+    assert model.max_length == 512
+    answer = model.predict(long_text)
+    assert_prediction(answer, long_text)
+    # Each test-vocabulary word is one token: [CLS] + 510 words + [SEP] is what the model saw.
+    assert_same_prediction(
+        {**answer, "input_text": "prefix"},
+        {**model.predict(" ".join(words[:510])), "input_text": "prefix"},
+    )
+
+
+def test_unicode_and_control_characters_are_classified(model: SentimentBertModel) -> None:
+    texts = ["\x00\x01 nul", "émoji 😀 ok", "中文 text", "\u200b", "tab\tand\nnewline"]
+    for text, answer in zip(texts, model.predict_batch(texts), strict=True):
+        assert_prediction(answer, text)
+
+
+def test_missing_folder_is_one_clear_error() -> None:
+    with pytest.raises(ModelLoadError, match=r"no folder at /no/such/model.*SENTIMENT_MODEL"):
+        SentimentBertModel("/no/such/model")
+
+
+def test_folder_without_a_model_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match=r"no config\.json.*SENTIMENT_MODEL"):
+        SentimentBertModel(str(tmp_path))
+
+
+def test_unreachable_hub_model_fails_fast_when_offline() -> None:
+    start = time.monotonic()
+    with pytest.raises(ModelLoadError, match="SENTIMENT_MODEL") as caught:
+        SentimentBertModel("distilbert-base-uncased-finetuned-sst-2-english")
+    assert time.monotonic() - start < 10
+    assert "\n" not in str(caught.value)
+    with pytest.raises(ModelLoadError):
+        SentimentBertModel.check_available("no-such-org/no-such-model")
+
+
+def test_check_available_accepts_a_saved_model(tiny_model_dir: Path) -> None:
+    SentimentBertModel.check_available(str(tiny_model_dir))
