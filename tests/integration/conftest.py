@@ -1,0 +1,50 @@
+"""A real Ray and Serve for this tier, owned by fixtures and shut down even when a test fails."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import ray
+from ray import serve
+
+from sentiment.apps import BUILDERS, ROUTE_PREFIXES
+from sentiment.settings import Settings
+from tests.helpers import free_port
+
+# Small caps, so the over-cap cases stay cheap to send.
+MAX_TEXT_CHARS = 5_000
+MAX_BATCH_TEXTS = 64
+
+
+@pytest.fixture(scope="package")
+def settings(tiny_model_dir: Path) -> Settings:
+    """Settings both apps are deployed with."""
+    return Settings(
+        model=str(tiny_model_dir),
+        num_threads=1,
+        max_batch_size=16,
+        batch_wait_timeout_s=0.01,
+        max_text_chars=MAX_TEXT_CHARS,
+        max_batch_texts=MAX_BATCH_TEXTS,
+    )
+
+
+@pytest.fixture(scope="package")
+def ray_session() -> Iterator[None]:
+    """Start a private Ray for this tier; stop it afterwards, whatever happened."""
+    ray.init(num_cpus=4, include_dashboard=False, logging_level="ERROR")
+    try:
+        yield
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+@pytest.fixture(scope="package")
+def base_url(ray_session: None, settings: Settings) -> str:
+    """Deploy both apps, as the entry scripts do, on a free loopback port; return the URL."""
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    for name, build in BUILDERS.items():
+        serve.run(build(settings), name=name, route_prefix=ROUTE_PREFIXES[name])
+    return f"http://127.0.0.1:{port}"
