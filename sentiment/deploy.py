@@ -1,5 +1,7 @@
 """Deploy one app onto the running Ray head: the body of serve_with_rayserve.py and serve_with_fastapi.py."""
 
+import os
+import socket
 import sys
 
 import ray
@@ -21,6 +23,24 @@ EXAMPLES = {
 }
 
 
+NO_HEAD = (
+    "error: no Ray head is running here: start one with `ray start --head`"
+    " (or set RAY_ADDRESS to a head), then run this again"
+)
+
+
+def head_answers(address: str | None) -> bool:
+    """Say whether RAY_ADDRESS (host:port) answers; ray.init would wait minutes to say no."""
+    if not address or address == "auto" or "://" in address:
+        return True  # "auto" fails fast by itself; ray:// and http:// are checked by Ray.
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=3).close()
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def deploy(app_name: str) -> int:
     """Deploy (or update in place) one app on the running head, print where it answers, return."""
     settings = Settings()
@@ -30,14 +50,14 @@ def deploy(app_name: str) -> int:
     except ModelLoadError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    address = os.environ.get("RAY_ADDRESS")
+    if not head_answers(address):
+        print(f"{NO_HEAD}; nothing answers at RAY_ADDRESS={address}", file=sys.stderr)
+        return 1
     try:
         ray.init(address="auto", logging_level="ERROR", log_to_driver=False)
     except ConnectionError:
-        print(
-            "error: no Ray head is running here: start one with `ray start --head`"
-            " (or set RAY_ADDRESS to a head), then run this again",
-            file=sys.stderr,
-        )
+        print(NO_HEAD, file=sys.stderr)
         return 1
     # Only takes effect when Serve is not yet running on the cluster.
     serve.start(http_options={"host": settings.http_host, "port": settings.http_port})

@@ -49,3 +49,11 @@ def assert_same_prediction(served: dict, expected: dict) -> None:
     assert served["label"] == expected["label"]
     for label, score in expected["scores"].items():
         assert abs(served["scores"][label] - score) < 1e-4, (label, served, expected)
+
+
+def gone(url: str) -> bool:
+    """Say whether `url` no longer answers 200 (a refused connection counts as gone)."""
+    try:
+        return httpx.get(url, timeout=5).status_code != 200
+    except httpx.HTTPError:
+        return True

@@ -32,7 +32,13 @@ def settings(tiny_model_dir: Path) -> Settings:
 @pytest.fixture(scope="package")
 def ray_session() -> Iterator[None]:
     """Start a private Ray for this tier; stop it afterwards, whatever happened."""
-    ray.init(num_cpus=4, include_dashboard=False, logging_level="ERROR")
+    # Loopback only: left alone, Ray binds to the machine's network address.
+    ray.init(
+        num_cpus=4,
+        include_dashboard=False,
+        logging_level="ERROR",
+        _node_ip_address="127.0.0.1",
+    )
     try:
         yield
     finally:
