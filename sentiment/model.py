@@ -28,7 +28,7 @@ class ModelLoadError(RuntimeError):
     """The model could not be had; the message says what to set."""
 
 
-def _load_failure(model: str, error: Exception) -> ModelLoadError:
+def load_failure(model: str, error: Exception) -> ModelLoadError:
     """Turn a from_pretrained failure into one line that says what to set."""
     path = Path(model)
     looks_like_path = model.startswith((".", "/")) or path.exists()
@@ -78,7 +78,7 @@ class SentimentBertModel:
                 model, revision=revision
             )
         except Exception as error:  # from_pretrained raises many kinds; all mean "not here".
-            raise _load_failure(model, error) from error
+            raise load_failure(model, error) from error
         self.model.to(self.device).eval()
         config = self.model.config
         self.labels = [config.id2label[i] for i in range(config.num_labels)]
@@ -91,7 +91,7 @@ class SentimentBertModel:
         try:
             AutoConfig.from_pretrained(model, revision=revision)
         except Exception as error:
-            raise _load_failure(model, error) from error
+            raise load_failure(model, error) from error
 
     def predict(self, text: str) -> Prediction:
         """Classify one text."""

@@ -85,3 +85,23 @@ def test_settings_refuse_bad_values(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings()
     with pytest.raises(ValidationError, match="no_such_setting"):
         Settings.model_validate({"no_such_setting": 1})
+
+
+def test_download_saves_a_loadable_copy(tiny_model_dir: Path, tmp_path: Path) -> None:
+    done = run("-m", "sentiment.download", str(tmp_path / "copy"), "--model", str(tiny_model_dir))
+    assert done.returncode == 0, done.stderr
+    original = run("-m", "sentiment", "same answer", env={"SENTIMENT_MODEL": str(tiny_model_dir)})
+    copy = run("-m", "sentiment", "same answer", env={"SENTIMENT_MODEL": str(tmp_path / "copy")})
+    assert copy.returncode == 0, copy.stderr
+    assert json.loads(copy.stdout) == json.loads(original.stdout)
+
+
+def test_download_of_an_unreachable_model_is_one_line(tmp_path: Path) -> None:
+    done = run("-m", "sentiment.download", str(tmp_path / "x"), "--model", "no-org/no-model")
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: cannot load model 'no-org/no-model'")
+    )
