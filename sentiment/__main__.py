@@ -15,10 +15,16 @@ def main(argv: list[str] | None = None) -> int:
         description="Classify texts; the model comes from SENTIMENT_MODEL (hub id or folder).",
     )
     parser.add_argument("texts", nargs="*", help="texts to classify; none reads one per stdin line")
+    parser.add_argument(
+        "--check", action="store_true", help="only check that the model can be had (no weights)"
+    )
     args = parser.parse_args(argv)
-    texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     settings = Settings()
     try:
+        if args.check:
+            SentimentBertModel.check_available(settings.model, settings.model_revision)
+            print(f"model {settings.model} is available")
+            return 0
         model = SentimentBertModel(
             settings.model,
             revision=settings.model_revision,
@@ -28,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     except ModelLoadError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     for answer in model.predict_batch(texts):
         print(json.dumps(answer))
     return 0

@@ -10,6 +10,7 @@ Both classify through BatchedModel: the model loaded once per replica, behind on
 import asyncio
 from typing import Annotated
 
+import ray
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from ray import serve
@@ -143,7 +144,12 @@ class Classifier(BatchedModel):
             return JSONResponse(
                 {"detail": f"the model is not answering: {type(error).__name__}"}, status_code=503
             )
-        return Health(status="ok", model=self.settings.model)
+        return Health(
+            status="ok",
+            model=self.settings.model,
+            replica=serve.get_replica_context().replica_id.unique_id,
+            node=ray.get_runtime_context().get_node_id(),
+        )
 
     @api.post("/classify", response_model=PredictionOut, dependencies=[Depends(check_json_body)])
     async def classify_text(

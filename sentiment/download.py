@@ -14,6 +14,13 @@ from sentiment.model import ModelLoadError, load_failure
 from sentiment.settings import Settings
 
 
+def make_readable(folder: Path) -> None:
+    """Let every user read a saved model: weights are saved 0600, which a container's user cannot read."""
+    for path in folder.iterdir():
+        if path.is_file():
+            path.chmod(path.stat().st_mode | 0o444)
+
+
 def download(model: str, folder: str | Path, revision: str | None = None) -> Path:
     """Fetch `model` and save its tokenizer and weights into `folder`; return the folder."""
     try:
@@ -24,6 +31,7 @@ def download(model: str, folder: str | Path, revision: str | None = None) -> Pat
     folder = Path(folder)
     tokenizer.save_pretrained(folder)
     weights.save_pretrained(folder)
+    make_readable(folder)
     return folder
 
 

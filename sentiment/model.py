@@ -48,6 +48,19 @@ def load_failure(model: str, error: Exception) -> ModelLoadError:
     return ModelLoadError(f"cannot load model {model!r}: {reason}; {hint}")
 
 
+def check_folder(model: str) -> None:
+    """Raise ModelLoadError if `model` is a folder with files this user cannot read."""
+    path = Path(model)
+    if not path.is_dir():
+        return
+    unreadable = sorted(p.name for p in path.iterdir() if p.is_file() and not os.access(p, os.R_OK))
+    if unreadable:
+        raise ModelLoadError(
+            f"cannot load model {model!r}: cannot read {', '.join(unreadable)} (file permissions);"
+            f" make them readable by uid {os.getuid()}, e.g. chmod a+r {model}/*"
+        )
+
+
 def available_cores() -> int:
     """Count the cores this process may run on (not the machine's, under a CPU limit)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -72,6 +85,7 @@ class SentimentBertModel:
         self.chunk_size = chunk_size
         # A progress bar per replica start is noise in server logs.
         transformers_logging.disable_progress_bar()
+        check_folder(model)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model, revision=revision)
             self.model = AutoModelForSequenceClassification.from_pretrained(
@@ -88,6 +102,7 @@ class SentimentBertModel:
     @staticmethod
     def check_available(model: str = DEFAULT_MODEL, revision: str | None = None) -> None:
         """Raise ModelLoadError unless the model's config can be had (cheap: no weights)."""
+        check_folder(model)
         try:
             AutoConfig.from_pretrained(model, revision=revision)
         except Exception as error:

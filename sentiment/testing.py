@@ -18,6 +18,8 @@ from transformers import (
     DistilBertTokenizerFast,
 )
 
+from sentiment.download import make_readable
+
 LABELS = {0: "NEGATIVE", 1: "POSITIVE"}
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 FULL_VOCAB_SIZE = 30522
@@ -72,6 +74,7 @@ def build_model(folder: str | Path, kind: str = "tiny", seed: int = 0) -> Path:
     )
     torch.manual_seed(seed)
     DistilBertForSequenceClassification(config).save_pretrained(folder)
+    make_readable(folder)
     return folder
 
 

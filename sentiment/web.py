@@ -140,7 +140,9 @@ class BatchOut(BaseModel):
 
 
 class Health(BaseModel):
-    """A replica that answered a real inference."""
+    """A replica that answered a real inference, and where it runs."""
 
     status: str
     model: str
+    replica: str = Field(description="The Serve replica that answered.")
+    node: str = Field(description="The Ray node that replica runs on.")

@@ -8,11 +8,14 @@ import pytest
 # Before anything imports Ray: left unset, a local Ray may turn token auth on and lock out the CLI.
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Keep every Ray of the tests on loopback: otherwise a driver swaps 127.0.0.1 for the machine's
+# network address. This flag only also refuses `ray start --address`, which no test runs.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 # Tests never reach for the model hub; they build their own models.
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 TESTS = Path(__file__).parent
-TIERS = ("unit", "integration", "e2e")
+TIERS = ("unit", "integration", "multinode", "e2e")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -35,7 +35,9 @@ def test_test_route(base_url: str, in_process: SentimentBertModel) -> None:
 def test_healthcheck_runs_the_model(base_url: str, settings: Settings) -> None:
     response = httpx.get(f"{base_url}/healthcheck")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "model": settings.model}
+    health = response.json()
+    assert (health["status"], health["model"]) == ("ok", settings.model)
+    assert health["replica"] and health["node"]
 
 
 def test_classify_by_query_and_by_body_agree(base_url: str, in_process: SentimentBertModel) -> None:

@@ -105,3 +105,13 @@ def test_download_of_an_unreachable_model_is_one_line(tmp_path: Path) -> None:
         .splitlines()[-1]
         .startswith("error: cannot load model 'no-org/no-model'")
     )
+
+
+def test_cli_check_says_whether_the_model_can_be_had(tiny_model_dir: Path) -> None:
+    ok = run("-m", "sentiment", "--check", env={"SENTIMENT_MODEL": str(tiny_model_dir)})
+    assert ok.returncode == 0, ok.stderr
+    missing = run("-m", "sentiment", "--check", env={"SENTIMENT_MODEL": "/no/such/model"})
+    assert missing.returncode == 2
+    assert (
+        missing.stderr.startswith("error: cannot load model") and "Traceback" not in missing.stderr
+    )

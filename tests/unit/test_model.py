@@ -108,3 +108,8 @@ def test_unreachable_hub_model_fails_fast_when_offline() -> None:
 
 def test_check_available_accepts_a_saved_model(tiny_model_dir: Path) -> None:
     SentimentBertModel.check_available(str(tiny_model_dir))
+
+
+def test_saved_models_are_readable_by_every_user(tiny_model_dir: Path) -> None:
+    for path in tiny_model_dir.iterdir():
+        assert path.stat().st_mode & 0o444 == 0o444, path

@@ -1,0 +1,46 @@
+# The serving image: a Ray head with both apps of serve_config.yaml, CPU-only torch.
+#   docker build --network host -t sentiment-serve .            (see README: Docker)
+#   docker run --rm --network host --shm-size=2g -v $PWD/models/tiny:/models/tiny:ro \
+#       -e SENTIMENT_MODEL=/models/tiny sentiment-serve
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH
+
+RUN python -m venv /opt/venv
+
+# Dependencies before code, so a code edit does not reinstall them.
+ARG TORCH_INDEX_URL=""
+COPY docker/wheels/ /tmp/wheels/
+COPY docker/install-torch.sh /tmp/install-torch.sh
+RUN /tmp/install-torch.sh 2.13.0
+COPY requirements.txt requirements-model.txt /tmp/
+RUN pip install -r /tmp/requirements.txt && rm -rf /tmp/wheels /tmp/*.txt /tmp/install-torch.sh
+
+RUN useradd --create-home --uid 1000 app && mkdir -p /models /cache && chown app /models /cache
+WORKDIR /app
+COPY pyproject.toml serve_config.yaml serve_with_rayserve.py serve_with_fastapi.py \
+     test_local_http_endpoint.py ./
+COPY sentiment/ sentiment/
+COPY docker/entrypoint.sh /usr/local/bin/sentiment-serve
+RUN pip install --no-deps -e . && chown -R app /app
+
+# Optional: bake the model into the image (needs the model hub at build time).
+ARG BAKE_MODEL=""
+RUN if [ -n "$BAKE_MODEL" ]; then python -m sentiment.download /models/baked --model "$BAKE_MODEL" \
+        && chown -R app /models/baked; fi
+
+USER app
+# Hub downloads land here: mount a volume on /cache to keep them across containers.
+ENV HF_HOME=/cache/huggingface \
+    RAY_AUTH_MODE=disabled \
+    RAY_USAGE_STATS_ENABLED=0 \
+    SENTIMENT_HTTP_HOST=0.0.0.0
+EXPOSE 8000 8265
+HEALTHCHECK --interval=15s --timeout=10s --start-period=90s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthcheck', timeout=8)"]
+CMD ["sentiment-serve"]

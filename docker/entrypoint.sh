@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The serving container's command: a Ray head and both apps, in the foreground until SIGTERM.
+# On `docker stop`: Serve drains what replicas hold (graceful shutdown), then Ray stops.
+set -euo pipefail
+
+# A baked model (BAKE_MODEL at build time) is used unless SENTIMENT_MODEL says otherwise.
+if [[ -z ${SENTIMENT_MODEL:-} && -f /models/baked/config.json ]]; then
+    export SENTIMENT_MODEL=/models/baked
+fi
+# The dashboard's job API runs arbitrary code: it stays on the container's loopback unless asked.
+DASHBOARD_HOST=${RAY_DASHBOARD_HOST:-127.0.0.1}
+DASHBOARD=http://127.0.0.1:8265
+
+stop() {
+    echo "sentiment-serve: stopping; draining in-flight requests"
+    serve shutdown --yes -a "$DASHBOARD" || true
+    ray stop || true
+    exit 0
+}
+trap stop TERM INT
+
+# Fail in one line, before Ray starts, when the model cannot be had.
+python -m sentiment --check || exit 1
+
+ray start --head --disable-usage-stats --num-cpus="${RAY_NUM_CPUS:-$(nproc)}" \
+    --dashboard-host="$DASHBOARD_HOST" --dashboard-port=8265
+# serve_config.yaml listens on 127.0.0.1; a container must answer on every interface.
+serve start --http-host "$SENTIMENT_HTTP_HOST" --http-port 8000 --proxy-location EveryNode
+serve deploy -a "$DASHBOARD" serve_config.yaml
+echo "sentiment-serve: deploying both apps on :8000 (model ${SENTIMENT_MODEL:-default}); GET /healthcheck says when ready"
+
+# Wait in the background so the trap runs as soon as SIGTERM arrives.
+sleep infinity &
+wait $!

@@ -1,0 +1,107 @@
+"""Several machines, simulated on one: a head and a worker node (ray.cluster_utils.Cluster).
+
+The same app code and builders as on one machine; Serve spreads the replicas and runs a proxy on
+every node. Both nodes share this machine, so the worker's proxy gets its own port.
+"""
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import ray
+from ray import serve
+from ray.cluster_utils import Cluster
+
+from sentiment.apps import CLASSIFIER_APP, ROUTE_PREFIXES, Classifier
+from sentiment.model import SentimentBertModel
+from sentiment.settings import Settings
+from tests.helpers import assert_same_prediction, free_port, wait_for
+
+NODE = {"num_cpus": 1, "node_ip_address": "127.0.0.1", "include_dashboard": False}
+
+
+@dataclass
+class TwoNodes:
+    """A running two-node cluster with the Classifier app on it."""
+
+    head_url: str
+    worker_url: str
+    node_ids: set[str]
+    settings: Settings
+
+
+@pytest.fixture(scope="module")
+def two_nodes(tiny_model_dir: Path) -> Iterator[TwoNodes]:
+    """Start a head and a worker, deploy two replicas; shut all of it down, whatever happened."""
+    head_port, worker_port = free_port(), free_port()
+    cluster = Cluster(initialize_head=True, head_node_args=NODE)
+    try:
+        # Connect on loopback: left alone, the driver swaps 127.0.0.1 for the machine's address.
+        ray.init(address=cluster.address, _node_ip_address="127.0.0.1", logging_level="ERROR")
+        worker_env = {"RAY_SERVE_WORKER_PROXY_HTTP_PORT": str(worker_port)}
+        cluster.add_node(**{**NODE, "env_vars": worker_env})
+        cluster.wait_for_nodes()
+        serve.start(http_options={"host": "127.0.0.1", "port": head_port, "location": "EveryNode"})
+        settings = Settings(model=str(tiny_model_dir), num_threads=1)
+        # One CPU per node and one per replica: the two replicas must land on different nodes.
+        two_replicas = Classifier.options(num_replicas=2, ray_actor_options={"num_cpus": 1})
+        serve.run(
+            two_replicas.bind(settings),
+            name=CLASSIFIER_APP,
+            route_prefix=ROUTE_PREFIXES[CLASSIFIER_APP],
+        )
+        yield TwoNodes(
+            head_url=f"http://127.0.0.1:{head_port}",
+            worker_url=f"http://127.0.0.1:{worker_port}",
+            node_ids={node["NodeID"] for node in ray.nodes() if node["Alive"]},
+            settings=settings,
+        )
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def test_cluster_has_two_nodes_and_a_proxy_on_each(two_nodes: TwoNodes) -> None:
+    assert len(two_nodes.node_ids) == 2
+    proxies = serve.status().proxies
+    assert set(proxies) == two_nodes.node_ids
+    assert set(proxies.values()) == {"HEALTHY"}
+
+
+def test_replicas_on_both_nodes_answer_through_both_proxies(two_nodes: TwoNodes) -> None:
+    seen: dict[str, set[str]] = {two_nodes.head_url: set(), two_nodes.worker_url: set()}
+
+    def every_node_seen() -> bool:
+        for url, nodes in seen.items():
+            response = httpx.get(f"{url}/healthcheck", timeout=10)
+            assert response.status_code == 200
+            nodes.add(response.json()["node"])
+        return set().union(*seen.values()) == two_nodes.node_ids
+
+    # Each proxy may prefer its own node's replica; over both proxies, both replicas answer.
+    wait_for(every_node_seen, 60, "a replica on each node to answer")
+    assert all(seen.values()), seen
+
+
+def test_answers_through_either_proxy_equal_in_process(two_nodes: TwoNodes) -> None:
+    model = SentimentBertModel(two_nodes.settings.model, num_threads=1)
+    texts = [f"review {n}: the film was {'great' if n % 2 else 'dull'}" for n in range(40)]
+
+    async def send_all() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=60) as client:
+            urls = [two_nodes.head_url, two_nodes.worker_url]
+            return await asyncio.gather(
+                *(
+                    client.post(f"{urls[n % 2]}/classify", json={"input_text": text})
+                    for n, text in enumerate(texts)
+                )
+            )
+
+    responses = asyncio.run(send_all())
+    assert [r.status_code for r in responses] == [200] * len(texts)
+    for response, expected in zip(responses, model.predict_batch(texts), strict=True):
+        assert_same_prediction(response.json(), expected)
