@@ -11,7 +11,10 @@ ENV PYTHONUNBUFFERED=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH
 
-RUN python -m venv /opt/venv
+# wget: KubeRay's default pod probes call it.
+RUN apt-get update && apt-get install -y --no-install-recommends wget \
+    && rm -rf /var/lib/apt/lists/* \
+    && python -m venv /opt/venv
 
 # Dependencies before code, so a code edit does not reinstall them.
 ARG TORCH_INDEX_URL=""
@@ -27,6 +30,7 @@ COPY pyproject.toml serve_config.yaml serve_with_rayserve.py serve_with_fastapi.
      test_local_http_endpoint.py ./
 COPY sentiment/ sentiment/
 COPY docker/entrypoint.sh /usr/local/bin/sentiment-serve
+COPY docker/healthcheck.py /usr/local/bin/sentiment-healthcheck
 RUN pip install --no-deps -e . && chown -R app /app
 
 # Optional: bake the model into the image (needs the model hub at build time).
@@ -39,8 +43,9 @@ USER app
 ENV HF_HOME=/cache/huggingface \
     RAY_AUTH_MODE=disabled \
     RAY_USAGE_STATS_ENABLED=0 \
-    SENTIMENT_HTTP_HOST=0.0.0.0
+    SENTIMENT_HTTP_HOST=0.0.0.0 \
+    SENTIMENT_HTTP_PORT=8000
 EXPOSE 8000 8265
 HEALTHCHECK --interval=15s --timeout=10s --start-period=90s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthcheck', timeout=8)"]
+    CMD ["python", "/usr/local/bin/sentiment-healthcheck"]
 CMD ["sentiment-serve"]

@@ -9,7 +9,7 @@ export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 RAY_CPUS ?= $(shell nproc)
 
-.PHONY: help install up down status check test lint format tiny-model full-model clean
+.PHONY: help install up down status check test test-container image lint format tiny-model full-model clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -41,6 +41,13 @@ test: install  ## lint, then run every test tier
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
+
+test-container: install  ## build both images and test their containers (needs a Docker engine)
+	$(BIN)/python -m pytest tests/container -s
+
+image:  ## build the serving image (CPU torch from docker/wheels/ or TORCH_INDEX_URL)
+	DOCKER_BUILDKIT=1 docker build --network host --build-arg TORCH_INDEX_URL=$(TORCH_INDEX_URL) \
+		-t sentiment-serve:0.1.0 .
 
 lint: install  ## lint and check formatting
 	$(BIN)/ruff check .

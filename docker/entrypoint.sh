@@ -9,7 +9,8 @@ if [[ -z ${SENTIMENT_MODEL:-} && -f /models/baked/config.json ]]; then
 fi
 # The dashboard's job API runs arbitrary code: it stays on the container's loopback unless asked.
 DASHBOARD_HOST=${RAY_DASHBOARD_HOST:-127.0.0.1}
-DASHBOARD=http://127.0.0.1:8265
+DASHBOARD_PORT=${RAY_DASHBOARD_PORT:-8265}
+DASHBOARD=http://127.0.0.1:$DASHBOARD_PORT
 
 stop() {
     echo "sentiment-serve: stopping; draining in-flight requests"
@@ -23,11 +24,11 @@ trap stop TERM INT
 python -m sentiment --check || exit 1
 
 ray start --head --disable-usage-stats --num-cpus="${RAY_NUM_CPUS:-$(nproc)}" \
-    --dashboard-host="$DASHBOARD_HOST" --dashboard-port=8265
+    --port="${RAY_PORT:-6379}" --dashboard-host="$DASHBOARD_HOST" --dashboard-port="$DASHBOARD_PORT"
 # serve_config.yaml listens on 127.0.0.1; a container must answer on every interface.
-serve start --http-host "$SENTIMENT_HTTP_HOST" --http-port 8000 --proxy-location EveryNode
+serve start --http-host "$SENTIMENT_HTTP_HOST" --http-port "$SENTIMENT_HTTP_PORT" --proxy-location EveryNode
 serve deploy -a "$DASHBOARD" serve_config.yaml
-echo "sentiment-serve: deploying both apps on :8000 (model ${SENTIMENT_MODEL:-default}); GET /healthcheck says when ready"
+echo "sentiment-serve: deploying both apps on :$SENTIMENT_HTTP_PORT (model ${SENTIMENT_MODEL:-default}); GET /healthcheck says when ready"
 
 # Wait in the background so the trap runs as soon as SIGTERM arrives.
 sleep infinity &

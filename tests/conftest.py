@@ -15,7 +15,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 TESTS = Path(__file__).parent
-TIERS = ("unit", "integration", "multinode", "e2e")
+TIERS = ("unit", "integration", "multinode", "e2e", "container")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

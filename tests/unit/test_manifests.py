@@ -1,0 +1,63 @@
+"""serve_config.yaml and the KubeRay RayService hold the same apps, and both pass Serve's own schema."""
+
+from pathlib import Path
+
+import yaml
+from ray.serve.schema import ServeDeploySchema
+
+from sentiment.apps import BUILDERS, ROUTE_PREFIXES
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def serve_config() -> dict:
+    """Load serve_config.yaml."""
+    return yaml.safe_load((ROOT / "serve_config.yaml").read_text())
+
+
+def rayservice() -> dict:
+    """Load the RayService manifest."""
+    return yaml.safe_load((ROOT / "deploy/kubernetes/rayservice.yaml").read_text())
+
+
+def test_both_configs_pass_serves_schema() -> None:
+    ServeDeploySchema.model_validate(serve_config())
+    ServeDeploySchema.model_validate(yaml.safe_load(rayservice()["spec"]["serveConfigV2"]))
+
+
+def test_kubernetes_serves_the_same_applications() -> None:
+    kube = yaml.safe_load(rayservice()["spec"]["serveConfigV2"])
+    local = serve_config()
+    assert kube["applications"] == local["applications"]
+    assert kube["proxy_location"] == local["proxy_location"]
+    # In a pod, the proxy must answer on the pod's address, not only its loopback.
+    assert kube["http_options"] == {"host": "0.0.0.0", "port": local["http_options"]["port"]}
+
+
+def test_config_names_the_apps_the_code_builds() -> None:
+    apps = {app["name"]: app for app in serve_config()["applications"]}
+    assert set(apps) == set(BUILDERS)
+    for name, app in apps.items():
+        assert app["route_prefix"] == ROUTE_PREFIXES[name]
+        module, _, builder = app["import_path"].partition(":")
+        assert (
+            module == "sentiment.apps"
+            and getattr(__import__(module, fromlist=[builder]), builder) is BUILDERS[name]
+        )
+
+
+def test_rayservice_pods_are_sized_probed_and_run_the_image() -> None:
+    spec = rayservice()["spec"]["rayClusterConfig"]
+    assert spec["rayVersion"] == "2.60.0"
+    groups = [spec["headGroupSpec"], *spec["workerGroupSpecs"]]
+    for group in groups:
+        pod = group["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        (container,) = pod["containers"]
+        assert container["image"].startswith("sentiment-serve:")
+        assert {"cpu", "memory"} <= set(container["resources"]["requests"])
+        assert {"/dev/shm"} <= {mount["mountPath"] for mount in container["volumeMounts"]}
+    for worker in spec["workerGroupSpecs"]:
+        probe = worker["template"]["spec"]["containers"][0]["readinessProbe"]
+        assert probe["httpGet"] == {"path": "/-/healthz", "port": 8000}
+        assert worker["minReplicas"] <= worker["replicas"] <= worker["maxReplicas"]
