@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The serving container's command: a Ray head and both apps, in the foreground until SIGTERM.
-# On `docker stop`: Serve drains what replicas hold (graceful shutdown), then Ray stops.
+# On `docker stop`: the apps drain what they hold, then Ray stops.
 set -euo pipefail
 
 # A baked model (BAKE_MODEL at build time) is used unless SENTIMENT_MODEL says otherwise.
@@ -14,8 +14,16 @@ DASHBOARD=http://127.0.0.1:$DASHBOARD_PORT
 
 stop() {
     echo "sentiment-serve: stopping; draining in-flight requests"
-    serve shutdown --yes -a "$DASHBOARD" || true
-    ray stop || true
+    # Remove the apps first: replicas finish what they hold while the proxy stays up. (`serve
+    # shutdown` would stop the proxy at once, dropping requests in flight.)
+    printf 'applications: []\n' >/tmp/no-apps.yaml
+    serve deploy -a "$DASHBOARD" /tmp/no-apps.yaml >/dev/null || true
+    for _ in $(seq 1 60); do
+        serve status -a "$DASHBOARD" 2>/dev/null | grep -q '^applications: {}' && break
+        sleep 1
+    done
+    ray stop >/dev/null || true
+    echo "sentiment-serve: stopped"
     exit 0
 }
 trap stop TERM INT

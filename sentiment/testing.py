@@ -37,7 +37,10 @@ quite rather really right said same scene scenes screen see seen she should show
 something still story such than that the their them then there these they thing think this those
 though through time to too two up us very want was waste watch watching way we well were what
 when where which while who why will with without wonderful work world worst would year years yet
-you your serve ray makes easy hate terrible amazing
+you your serve ray makes easy hate terrible amazing adaptation although audience book camera
+clever dialogue director dragged early effects ending expected family far go happens honestly hour
+humour kids latest laughed left lets middle minute moving night pacing s saw screening season sequel
+silly slow somehow soundtrack steals thought throughout villain watched weak whole works worth
 """.split()
 PUNCTUATION = list(".,!?;:'\"()-")
 LETTERS = list("abcdefghijklmnopqrstuvwxyz0123456789")

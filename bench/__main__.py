@@ -1,0 +1,421 @@
+"""The load benchmark: served throughput and latency against the in-process limit, in one run.
+
+    python -m bench                 # full-size model (built if missing), about 6 minutes
+    python -m bench --smoke         # tiny model, about a second a step: checks the harness works
+    python -m bench --model DIR --seconds 20 --concurrency 1,8,32,64
+
+It measures the in-process limit (same model and threads, best batch size, length-sorted), starts the
+project as a user would (`ray start --head`, both entry scripts), drives each endpoint on loopback at
+each concurrency for a bounded time, does the same to a plain FastAPI peer (bench/baseline.py), and
+writes results.json, results.md and results.png to --out, printing the table last.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from bench.corpus import corpus
+from sentiment.model import SentimentBertModel, available_cores
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+BATCH_TEXTS = 32  # texts per POST /classify/batch request
+IN_PROCESS_BATCHES = (1, 8, 16, 32, 64)
+
+
+@dataclass
+class Run:
+    """One target at one concurrency."""
+
+    target: str
+    concurrency: int
+    seconds: float
+    requests: int
+    texts: int
+    errors: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    loadgen_cpu: float  # cores the load generator itself used
+    error_kinds: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rps(self) -> float:
+        """Answered requests per second."""
+        return (self.requests - self.errors) / self.seconds
+
+    @property
+    def tps(self) -> float:
+        """Texts classified per second."""
+        return self.texts / self.seconds
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Return the q-th percentile (0-100), nearest-rank; 0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+
+def in_process_limit(model_dir: str, texts: list[str], seconds: float) -> dict:
+    """Measure the model in this process: sentences/s per batch size (length-sorted), batch-1 latency."""
+    model = SentimentBertModel(model_dir, num_threads=available_cores())
+    by_length = sorted(texts, key=lambda t: len(model.tokenizer(t)["input_ids"]))
+    throughput = {}
+    for batch in IN_PROCESS_BATCHES:
+        model.chunk_size = batch
+        model.predict_batch(by_length[: batch * 2])  # warm up
+        done, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            # Stride through the sorted corpus, so each pass sees every length.
+            offset = (done // batch * batch * 7) % max(1, len(by_length) - batch)
+            model.predict_batch(by_length[offset : offset + batch])
+            done += batch
+        throughput[batch] = done / (time.perf_counter() - start)
+    latencies, start = [], time.perf_counter()
+    for text in texts:
+        if time.perf_counter() - start > seconds and len(latencies) >= 20:
+            break
+        begin = time.perf_counter()
+        model.predict(text)
+        latencies.append((time.perf_counter() - begin) * 1000)
+    best = max(throughput, key=throughput.get)
+    return {
+        "threads": available_cores(),
+        "sentences_per_s": throughput,
+        "best_batch": best,
+        "limit_sentences_per_s": throughput[best],
+        "batch1_p50_ms": statistics.median(latencies),
+        "batch1_p99_ms": percentile(latencies, 99),
+    }
+
+
+async def drive(
+    make_request: Callable[[aiohttp.ClientSession, int], object],
+    texts_per_request: int,
+    concurrency: int,
+    seconds: float,
+) -> tuple[int, int, int, list[float], dict[str, int]]:
+    """Keep `concurrency` requests in flight for `seconds`; return counts and latencies."""
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    counter = {"next": 0, "texts": 0}
+    deadline = time.perf_counter() + seconds
+    timeout = aiohttp.ClientTimeout(total=60)
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+
+        async def worker() -> None:
+            while time.perf_counter() < deadline:
+                n = counter["next"]
+                counter["next"] += 1
+                begin = time.perf_counter()
+                try:
+                    async with make_request(session, n) as response:
+                        await response.read()
+                        ok = response.status == 200
+                        kind = f"http {response.status}"
+                except (aiohttp.ClientError, TimeoutError) as error:
+                    ok, kind = False, type(error).__name__
+                if ok:
+                    latencies.append((time.perf_counter() - begin) * 1000)
+                    counter["texts"] += texts_per_request
+                else:
+                    errors[kind] = errors.get(kind, 0) + 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return counter["next"], counter["texts"], sum(errors.values()), latencies, errors
+
+
+def measure(target: str, url: str, texts: list[str], concurrency: int, seconds: float) -> Run:
+    """Drive one endpoint at one concurrency and summarise it."""
+    size = len(texts)
+    if target == "POST /classify/batch":
+
+        def request(session: aiohttp.ClientSession, n: int):
+            start = (n * BATCH_TEXTS) % (size - BATCH_TEXTS)
+            return session.post(url, json={"texts": texts[start : start + BATCH_TEXTS]})
+
+        per_request = BATCH_TEXTS
+    else:
+        param = "txt" if target.startswith("GET") else "input_text"
+        method = "get" if target.startswith("GET") else "post"
+
+        def request(session: aiohttp.ClientSession, n: int):
+            return getattr(session, method)(url, params={param: texts[n % size]})
+
+        per_request = 1
+    before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    requests, done_texts, errors, latencies, kinds = asyncio.run(
+        drive(request, per_request, concurrency, seconds)
+    )
+    wall, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) / wall
+    return Run(
+        target=target,
+        concurrency=concurrency,
+        seconds=wall,
+        requests=requests,
+        texts=done_texts,
+        errors=errors,
+        p50_ms=percentile(latencies, 50),
+        p95_ms=percentile(latencies, 95),
+        p99_ms=percentile(latencies, 99),
+        loadgen_cpu=cpu,
+        error_kinds=kinds,
+    )
+
+
+def free_port() -> int:
+    """Return a loopback port nobody listens on right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_up(url: str, timeout_s: float) -> None:
+    """Poll `url` until it answers 200, or fail after `timeout_s`."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer within {timeout_s:.0f} s")
+
+
+@contextmanager
+def served(model_dir: str, env: dict[str, str]) -> Iterator[str]:
+    """Start a Ray head and both apps as a user would; `ray stop` afterwards, whatever happened."""
+    temp_dir = tempfile.mkdtemp(prefix="ray-bench-", dir="/tmp")
+    gcs_port, http_port = free_port(), free_port()
+    env = {**env, "SENTIMENT_MODEL": model_dir, "SENTIMENT_HTTP_PORT": str(http_port)}
+    start = [
+        str(BIN / "ray"), "start", "--head", f"--num-cpus={available_cores()}",
+        "--disable-usage-stats", "--include-dashboard=false", f"--temp-dir={temp_dir}",
+        f"--port={gcs_port}", f"--ray-client-server-port={free_port()}",
+    ]  # fmt: skip
+    try:
+        subprocess.run(start, env=env, check=True, capture_output=True, timeout=120)
+        env["RAY_ADDRESS"] = f"127.0.0.1:{gcs_port}"
+        for script in ("serve_with_rayserve.py", "serve_with_fastapi.py"):
+            subprocess.run(
+                [sys.executable, script],
+                cwd=ROOT,
+                env=env,
+                check=True,
+                capture_output=True,
+                timeout=300,
+            )
+        url = f"http://127.0.0.1:{http_port}"
+        wait_until_up(f"{url}/healthcheck", 120)
+        yield url
+    finally:
+        subprocess.run(
+            [str(BIN / "ray"), "stop", "--force"], env=env, capture_output=True, timeout=120
+        )
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@contextmanager
+def baseline(model_dir: str, env: dict[str, str]) -> Iterator[str]:
+    """Start the plain FastAPI peer; stop it by PID afterwards."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bench.baseline", str(port)],
+        cwd=ROOT,
+        env={**env, "SENTIMENT_MODEL": model_dir},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/docs", 120)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=30)
+
+
+def targets_met(limit: dict, runs: list[Run], levels: list[int]) -> list[str]:
+    """Check the issue's targets; one line per target, with the ratio that decides it."""
+    at = {(r.target, r.concurrency): r for r in runs}
+    top = 32 if 32 in levels else max(levels)
+    lines = []
+    for target, goal in (
+        ("GET /router", 0.85),
+        ("POST /classify", 0.85),
+        ("POST /classify/batch", 0.95),
+    ):
+        run = at.get((target, top))
+        if run:
+            ratio = run.tps / limit["limit_sentences_per_s"]
+            ok = ratio >= goal and run.errors == 0
+            lines.append(
+                f"{'met ' if ok else 'MISS'} {target} at c{top}: {ratio:.2f}x the in-process limit"
+                f" (goal {goal}x), {run.errors} errors"
+            )
+    low = min(levels)
+    for target in ("GET /router", "POST /classify"):
+        run = at.get((target, low))
+        if run:
+            extra = run.p50_ms - limit["batch1_p50_ms"]
+            lines.append(
+                f"{'met ' if extra <= 5 else 'MISS'} {target} at c{low}: p50 {run.p50_ms:.1f} ms,"
+                f" in-process batch-1 p50 + {extra:.1f} ms (goal +5 ms)"
+            )
+    peer = at.get(("baseline POST /classify", top))
+    for target in ("GET /router", "POST /classify"):
+        run = at.get((target, top))
+        if run and peer and peer.rps:
+            ratio = run.rps / peer.rps
+            lines.append(
+                f"{'met ' if ratio >= 2 else 'MISS'} {target} at c{top}: {ratio:.2f}x the plain"
+                " FastAPI peer's requests/s (goal 2x)"
+            )
+    return lines
+
+
+def table(limit: dict, runs: list[Run]) -> str:
+    """Render the results as a markdown table."""
+    best = limit["limit_sentences_per_s"]
+    rows = [
+        f"In-process limit: {best:.1f} sentences/s (batch {limit['best_batch']}, length-sorted,"
+        f" {limit['threads']} threads); batch-1 latency p50 {limit['batch1_p50_ms']:.1f} ms,"
+        f" p99 {limit['batch1_p99_ms']:.1f} ms.",
+        "",
+        "| target | conc. | req/s | texts/s | x limit | p50 ms | p95 ms | p99 ms | errors | loadgen CPU |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in runs:
+        rows.append(
+            f"| {r.target} | {r.concurrency} | {r.rps:.1f} | {r.tps:.1f} | {r.tps / best:.2f} |"
+            f" {r.p50_ms:.1f} | {r.p95_ms:.1f} | {r.p99_ms:.1f} | {r.errors} | {r.loadgen_cpu:.2f} |"
+        )
+    return "\n".join(rows)
+
+
+def plot(limit: dict, runs: list[Run], path: Path) -> None:
+    """Draw texts/s and p99 against concurrency for every target."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for target in dict.fromkeys(r.target for r in runs):
+        mine = [r for r in runs if r.target == target]
+        levels = [r.concurrency for r in mine]
+        left.plot(levels, [r.tps for r in mine], marker="o", label=target)
+        right.plot(levels, [r.p99_ms for r in mine], marker="o", label=target)
+    left.axhline(
+        limit["limit_sentences_per_s"], color="grey", linestyle="--", label="in-process limit"
+    )
+    for axis, title in ((left, "texts/s"), (right, "p99 latency (ms)")):
+        axis.set_xscale("log", base=2)
+        axis.set_xlabel("concurrent requests")
+        axis.set_title(title)
+        axis.grid(alpha=0.3)
+    right.set_yscale("log")
+    left.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and write its results."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="model folder (default: build the full-size stand-in)")
+    parser.add_argument("--smoke", action="store_true", help="tiny model, short steps")
+    parser.add_argument("--seconds", type=float, help="seconds per step (default 15, smoke 1)")
+    parser.add_argument("--concurrency", help="comma-separated levels (default 1,8,32,64)")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results"), help="results folder")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the plain FastAPI peer")
+    args = parser.parse_args(argv)
+    seconds = args.seconds or (1.0 if args.smoke else 15.0)
+    levels = [
+        int(c) for c in (args.concurrency or ("1,4" if args.smoke else "1,8,32,64")).split(",")
+    ]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled"),
+        "RAY_USAGE_STATS_ENABLED": "0",
+        # Keep Ray on loopback: otherwise it talks to itself on the machine's network address.
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    }
+    model_dir = args.model
+    if model_dir is None:
+        from sentiment.testing import build_model
+
+        kind = "tiny" if args.smoke else "full"
+        model_dir = str(ROOT / "models" / kind)
+        if not (Path(model_dir) / "config.json").is_file():
+            build_model(model_dir, kind)
+    texts = corpus(300 if args.smoke else 2000)
+
+    print(f"in-process limit ({model_dir}) ...", flush=True)
+    limit = in_process_limit(model_dir, texts, seconds)
+    runs: list[Run] = []
+    with served(model_dir, env) as url:
+        for target, path in (
+            ("GET /router", "/router"),
+            ("POST /classify", "/classify"),
+            ("POST /classify/batch", "/classify/batch"),
+        ):
+            for level in levels:
+                print(f"{target} at concurrency {level} ...", flush=True)
+                runs.append(measure(target, url + path, texts, level, seconds))
+    if not args.no_baseline:
+        with baseline(model_dir, env) as url:
+            for level in levels:
+                print(f"baseline at concurrency {level} ...", flush=True)
+                runs.append(
+                    measure("baseline POST /classify", url + "/classify", texts, level, seconds)
+                )
+
+    verdicts = targets_met(limit, runs, levels)
+    markdown = table(limit, runs) + "\n\n" + "\n".join(f"- {line}" for line in verdicts) + "\n"
+    results = {
+        "model": model_dir,
+        "cores": available_cores(),
+        "seconds_per_step": seconds,
+        "in_process": limit,
+        "runs": [{**asdict(r), "rps": r.rps, "tps": r.tps} for r in runs],
+        "targets": verdicts,
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    (out / "results.md").write_text(markdown)
+    plot(limit, runs, out / "results.png")
+    print(f"\nwrote {out}/results.json, results.md, results.png\n")
+    print(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
