@@ -190,12 +190,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until_up(url: str, timeout_s: float) -> None:
-    """Poll `url` until it answers 200, or fail after `timeout_s`."""
+def wait_until_up(url: str, timeout_s: float, process: subprocess.Popen | None = None) -> None:
+    """Poll `url` until it answers 200; fail after `timeout_s`, or as soon as `process` exits."""
     import urllib.request
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the server for {url} exited with {process.returncode}")
         try:
             with urllib.request.urlopen(url, timeout=5) as response:
                 if response.status == 200:
@@ -247,10 +249,9 @@ def baseline(model_dir: str, env: dict[str, str]) -> Iterator[str]:
         cwd=ROOT,
         env={**env, "SENTIMENT_MODEL": model_dir},
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
     )
     try:
-        wait_until_up(f"http://127.0.0.1:{port}/docs", 120)
+        wait_until_up(f"http://127.0.0.1:{port}/docs", 120, server)
         yield f"http://127.0.0.1:{port}"
     finally:
         server.terminate()

@@ -8,7 +8,7 @@ import sys
 import uvicorn
 from fastapi import FastAPI, Query
 
-from sentiment.model import Prediction, SentimentBertModel
+from sentiment.model import SentimentBertModel
 from sentiment.settings import Settings
 
 
@@ -17,7 +17,7 @@ def make_app(model: SentimentBertModel) -> FastAPI:
     app = FastAPI()
 
     @app.post("/classify")
-    def classify(input_text: str = Query(min_length=2)) -> Prediction:
+    def classify(input_text: str = Query(min_length=2)) -> dict:
         return model.predict(input_text)
 
     return app
