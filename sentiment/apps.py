@@ -53,7 +53,6 @@ class BatchedModel:
             revision=settings.model_revision,
             device=settings.device,
             num_threads=settings.num_threads,
-            chunk_size=settings.max_batch_size,
         )
         self._predict_batch.set_max_batch_size(settings.max_batch_size)
         self._predict_batch.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)

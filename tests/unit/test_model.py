@@ -113,3 +113,23 @@ def test_check_available_accepts_a_saved_model(tiny_model_dir: Path) -> None:
 def test_saved_models_are_readable_by_every_user(tiny_model_dir: Path) -> None:
     for path in tiny_model_dir.iterdir():
         assert path.stat().st_mode & 0o444 == 0o444, path
+
+
+def test_chunks_group_similar_lengths_and_cover_every_text(model: SentimentBertModel) -> None:
+    rng = random.Random(5)
+    ids = [[0] * rng.randint(3, 120) for _ in range(200)]
+    chunks = model._chunks(ids)
+    assert sorted(i for chunk in chunks for i in chunk) == list(range(200))
+    for chunk in chunks:
+        assert len(chunk) <= model.chunk_size
+        widths = [len(ids[i]) for i in chunk]
+        assert widths == sorted(widths)
+        # Padding stays under the cap, except in the few-text chunks the cap may not cut.
+        padded = len(widths) * max(widths)
+        assert len(chunk) <= 4 or padded - sum(widths) <= 0.2 * padded + max(widths)
+    # Far fewer padded tokens than one chunk of everything.
+    one_chunk_waste = sum(
+        len(chunk) * max(len(ids[i]) for i in chunk) for chunk in [list(range(200))]
+    )
+    chunked_waste = sum(len(chunk) * max(len(ids[i]) for i in chunk) for chunk in chunks)
+    assert chunked_waste < 0.7 * one_chunk_waste
