@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
             revision=settings.model_revision,
             device=settings.device,
             num_threads=settings.num_threads,
+            quantization=settings.quantization,
         )
     except ModelLoadError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -3,7 +3,7 @@
     Router      GET /router?txt=...                           (a plain deployment, the tutorial's first app)
     Classifier  GET /test, GET /healthcheck, POST /classify, POST /classify/batch   (FastAPI ingress)
 
-Both classify through BatchedModel: the model loaded once per replica, behind one @serve.batch queue.
+Both classify through BatchedModel: the model loaded once per replica, behind one batcher.
 `serve run sentiment.apps:build_router` and serve_config.yaml use the builders below.
 """
 
@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from ray import serve
 from ray.serve import Application
 
+from sentiment.batching import ContinuousBatcher
 from sentiment.model import Prediction, SentimentBertModel
 from sentiment.settings import Settings
 from sentiment.web import (
@@ -44,7 +45,7 @@ HEALTH_TIMEOUT_S = 10.0
 
 
 class BatchedModel:
-    """The model, loaded once per replica, behind one batching queue that both deployments share."""
+    """The model, loaded once per replica, behind one continuous batcher that both deployments share."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -53,23 +54,19 @@ class BatchedModel:
             revision=settings.model_revision,
             device=settings.device,
             num_threads=settings.num_threads,
+            quantization=settings.quantization,
         )
-        self._predict_batch.set_max_batch_size(settings.max_batch_size)
-        self._predict_batch.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
-
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
-    async def _predict_batch(self, texts: list[str]) -> list[Prediction]:
-        """Classify the texts of requests that arrived together, in one forward pass."""
-        # In a thread, so the replica's event loop keeps accepting requests while the model runs.
-        return await asyncio.to_thread(self.model.predict_batch, texts)
+        self.batcher = ContinuousBatcher(
+            self.model.predict_batch, settings.max_batch_size, settings.batch_wait_timeout_s
+        )
 
     async def classify(self, text: str) -> Prediction:
-        """Classify one text through the batching queue."""
-        return await self._predict_batch(text)
+        """Classify one text through the batcher."""
+        return await self.batcher.submit(text)
 
     async def classify_many(self, texts: list[str]) -> list[Prediction]:
-        """Classify several texts through the same queue, so they batch with everyone else's."""
-        return list(await asyncio.gather(*(self._predict_batch(text) for text in texts)))
+        """Classify several texts through the same batcher, so they batch with everyone else's."""
+        return list(await asyncio.gather(*(self.batcher.submit(text) for text in texts)))
 
     async def check_health(self) -> None:
         """Let Serve replace this replica when the model stops answering."""

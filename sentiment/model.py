@@ -80,6 +80,7 @@ class SentimentBertModel:
         device: str = "cpu",
         num_threads: int = 0,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
+        quantization: str = "none",
     ) -> None:
         # Ray sets OMP_NUM_THREADS=1 in replicas; say the thread count out loud instead.
         torch.set_num_threads(num_threads or available_cores())
@@ -97,6 +98,13 @@ class SentimentBertModel:
         except Exception as error:  # from_pretrained raises many kinds; all mean "not here".
             raise load_failure(model, error) from error
         self.model.to(self.device).eval()
+        if quantization == "int8":
+            if self.device.type != "cpu":
+                raise ValueError("int8 quantization runs on the CPU only; set SENTIMENT_DEVICE=cpu")
+            # Linear layers hold almost all of DistilBERT's compute; int8 weights, fp32 activations.
+            self.model = torch.ao.quantization.quantize_dynamic(
+                self.model, {torch.nn.Linear}, dtype=torch.qint8
+            )
         config = self.model.config
         self.labels = [config.id2label[i] for i in range(config.num_labels)]
         # Tokenizers without a saved limit report a huge model_max_length; the model's own wins.

@@ -133,3 +133,19 @@ def test_chunks_group_similar_lengths_and_cover_every_text(model: SentimentBertM
     )
     chunked_waste = sum(len(chunk) * max(len(ids[i]) for i in chunk) for chunk in chunks)
     assert chunked_waste < 0.7 * one_chunk_waste
+
+
+def test_int8_mode_quantizes_and_mostly_agrees(
+    tiny_model_dir: Path, model: SentimentBertModel
+) -> None:
+    int8 = SentimentBertModel(str(tiny_model_dir), num_threads=1, quantization="int8")
+    linear_types = {type(m).__name__ for m in int8.model.modules() if "Linear" in type(m).__name__}
+    assert linear_types and all(
+        "Quantized" in name or "Dynamic" in name for name in linear_types
+    ), linear_types
+    texts = sentences(60, seed=9)
+    fp32, quantized = model.predict_batch(texts), int8.predict_batch(texts)
+    for answer in quantized:
+        assert_prediction(answer)
+    agree = sum(a["label"] == b["label"] for a, b in zip(fp32, quantized, strict=True))
+    assert agree >= 0.8 * len(texts)

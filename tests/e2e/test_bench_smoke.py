@@ -1,0 +1,48 @@
+"""A smoke run of the load benchmark (tiny model, short steps): the harness keeps working.
+
+It measures nothing worth reading; the figures come from `make bench` (README: Performance).
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_benchmark_runs_end_to_end(tiny_model_dir: Path, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--model",
+            str(tiny_model_dir),
+            "--seconds",
+            "0.5",
+            "--concurrency",
+            "1,2",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    targets = {(run["target"], run["concurrency"]) for run in results["runs"]}
+    for target in (
+        "GET /router",
+        "POST /classify",
+        "POST /classify/batch",
+        "baseline POST /classify",
+    ):
+        assert {(target, 1), (target, 2)} <= targets
+    assert all(run["errors"] == 0 and run["tps"] > 0 for run in results["runs"]), results["runs"]
+    assert results["in_process"]["limit_sentences_per_s"] > 0
+    assert (tmp_path / "results.png").stat().st_size > 10_000
+    assert "| target |" in (tmp_path / "results.md").read_text()
+    assert done.stdout.rstrip().endswith((tmp_path / "results.md").read_text().rstrip())
