@@ -37,6 +37,7 @@ def ray_session() -> Iterator[None]:
         num_cpus=4,
         include_dashboard=False,
         logging_level="ERROR",
+        log_to_driver=False,
         _node_ip_address="127.0.0.1",
     )
     try:
