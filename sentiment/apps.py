@@ -15,6 +15,7 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from ray import serve
 from ray.serve import Application
+from ray.serve.config import BackpressureConfig
 
 from sentiment.batching import ContinuousBatcher
 from sentiment.model import Prediction, SentimentBertModel
@@ -73,8 +74,14 @@ class BatchedModel:
         await asyncio.wait_for(self.classify(HEALTH_TEXT), timeout=HEALTH_TIMEOUT_S)
 
 
-# Batches can only be as large as the requests a replica holds at once (Serve's default is 5).
-DEPLOYMENT_OPTIONS = {"max_ongoing_requests": 64}
+DEPLOYMENT_OPTIONS = {
+    # Batches can only be as large as the requests a replica holds at once (Serve's default is 5).
+    "max_ongoing_requests": 64,
+    # Past this many waiting requests, answer at once with 503 and Retry-After instead of queueing
+    # without bound (a few seconds of work at the full model's rate on 2 cores).
+    "max_queued_requests": 256,
+    "backpressure_config": BackpressureConfig(status_code=503, retry_after_s=1),
+}
 
 
 @serve.deployment(**DEPLOYMENT_OPTIONS)

@@ -1,0 +1,56 @@
+"""Overload: a burst far past what a small deployment holds gets fast 503s with Retry-After for the
+excess; every accepted request is answered correctly; service is normal right after."""
+
+import asyncio
+import time
+from collections import Counter
+
+import httpx
+from ray import serve
+
+from sentiment.apps import Classifier
+from sentiment.model import SentimentBertModel
+from sentiment.settings import Settings
+from tests.helpers import assert_same_prediction
+
+HOLDS = 2  # max_ongoing_requests
+QUEUE = 4  # max_queued_requests
+BURST = 120
+
+
+def test_a_burst_gets_fast_503s_and_every_accepted_request_is_answered(
+    base_url: str, settings: Settings
+) -> None:
+    small = Classifier.options(
+        name="SmallClassifier", max_ongoing_requests=HOLDS, max_queued_requests=QUEUE
+    )
+    serve.run(small.bind(settings), name="small", route_prefix="/small")
+    model = SentimentBertModel(settings.model, num_threads=1)
+    texts = [f"burst request number {n}" for n in range(BURST)]
+    try:
+
+        async def burst() -> tuple[list[httpx.Response], float]:
+            limits = httpx.Limits(max_connections=BURST)
+            async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as client:
+                start = time.monotonic()
+                responses = await asyncio.gather(
+                    *(client.post("/small/classify", json={"input_text": t}) for t in texts)
+                )
+                return responses, time.monotonic() - start
+
+        responses, seconds = asyncio.run(burst())
+        statuses = Counter(r.status_code for r in responses)
+        print(f"\nburst of {BURST}: {dict(statuses)} in {seconds:.1f} s")
+        assert set(statuses) <= {200, 503}, statuses
+        assert statuses[503] > 0 and statuses[200] >= HOLDS
+        for text, response in zip(texts, responses, strict=True):
+            if response.status_code == 503:
+                assert response.headers["retry-after"] == "1"
+            else:
+                assert_same_prediction(response.json(), model.predict(text))
+        after = httpx.post(
+            f"{base_url}/small/classify", json={"input_text": "calm again"}, timeout=30
+        )
+        assert after.status_code == 200
+    finally:
+        serve.delete("small")
