@@ -1,0 +1,165 @@
+"""Faults under steady load: a replica killed mid-traffic, and a redeploy with changed settings."""
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+
+import httpx
+import ray
+from ray import serve
+
+from sentiment.apps import Classifier
+from sentiment.settings import Settings
+from tests.helpers import wait_for
+
+CLIENTS = 4
+MAX_SECONDS = 60
+
+
+class SteadyLoad:
+    """A few client threads posting to one URL until stopped (bounded in count and time)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.outcomes: Counter[str] = Counter()
+        self.timeline: list[tuple[float, bool]] = []  # (when a request started, ok)
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._client, args=(n,)) for n in range(CLIENTS)]
+
+    def _client(self, n: int) -> None:
+        deadline = time.monotonic() + MAX_SECONDS
+        with httpx.Client(timeout=30) as client:
+            for i in range(5000):
+                if self._stop.is_set() or time.monotonic() > deadline:
+                    return
+                started = time.monotonic()
+                try:
+                    ok = (
+                        client.post(
+                            self.url, json={"input_text": f"client {n} request {i}"}
+                        ).status_code
+                        == 200
+                    )
+                    kind = "ok" if ok else "failed: http"
+                except httpx.HTTPError as error:
+                    ok, kind = False, f"failed: {type(error).__name__}"
+                self.outcomes[kind] += 1
+                self.timeline.append((started, ok))
+
+    def __enter__(self) -> "SteadyLoad":
+        for thread in self._threads:
+            thread.start()
+        wait_for(lambda: self.outcomes["ok"] >= 20, 30, "steady traffic")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=40)
+
+    def failed(self) -> int:
+        """Count the requests that did not get a 200."""
+        return sum(n for kind, n in self.outcomes.items() if kind != "ok")
+
+    def all_ok_since(self, moment: float) -> bool:
+        """Say whether every request started after `moment` succeeded."""
+        return all(ok for at, ok in self.timeline if at > moment)
+
+
+def replicas(app: str) -> list[str]:
+    """Name the live replica actors of an app (Serve names them SERVE_REPLICA::app#deployment#id)."""
+    return [
+        actor["name"]
+        for actor in ray.util.list_named_actors(all_namespaces=True)
+        if actor["name"].startswith(f"SERVE_REPLICA::{app}#")
+    ]
+
+
+def running_replicas(app: str) -> int:
+    """Count the RUNNING replicas Serve reports for an app's one deployment."""
+    (deployment,) = serve.status().applications[app].deployments.values()
+    return deployment.replica_states.get("RUNNING", 0)
+
+
+def deployed(app: str, settings: Settings, replicas_: int) -> Callable[[], None]:
+    """Deploy a Classifier app under its own prefix; return a function that deletes it."""
+    deployment = Classifier.options(name=f"{app}Classifier", num_replicas=replicas_)
+    serve.run(deployment.bind(settings), name=app, route_prefix=f"/{app}")
+    return lambda: serve.delete(app)
+
+
+def test_a_killed_replica_is_replaced_and_only_its_requests_fail(
+    base_url: str, settings: Settings
+) -> None:
+    delete = deployed("crash", settings, replicas_=2)
+    try:
+        with SteadyLoad(f"{base_url}/crash/classify") as load:
+            victim = replicas("crash")[0]
+            killed_at = time.monotonic()
+            ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)
+            # A new name beside the survivor, and Serve counting both as running.
+            wait_for(
+                lambda: (
+                    len(set(replicas("crash")) - {victim}) == 2 and running_replicas("crash") == 2
+                ),
+                60,
+                "a replacement replica",
+            )
+            back_in = time.monotonic() - killed_at
+            recovered_at = time.monotonic()
+            wait_for(
+                lambda: sum(at > recovered_at for at, _ in load.timeline) >= 20,
+                30,
+                "traffic after",
+            )
+        print(
+            f"\nreplica killed: back to 2 replicas in {back_in:.1f} s; requests {dict(load.outcomes)}"
+        )
+        # At most what the killed replica held: one request per client in flight.
+        assert load.failed() <= CLIENTS
+        assert load.all_ok_since(recovered_at)
+    finally:
+        delete()
+
+
+def test_a_one_replica_app_comes_back_after_its_replica_dies(
+    base_url: str, settings: Settings
+) -> None:
+    delete = deployed("lonely", settings, replicas_=1)
+    try:
+        (victim,) = replicas("lonely")
+        ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)
+        wait_for(
+            lambda: httpx.get(f"{base_url}/lonely/healthcheck", timeout=10).status_code == 200,
+            60,
+            "the app",
+        )
+        assert replicas("lonely") != [victim]
+    finally:
+        delete()
+
+
+def test_a_redeploy_with_a_new_batch_size_drops_no_request(
+    base_url: str, settings: Settings
+) -> None:
+    delete = deployed("rolling", settings, replicas_=1)
+    try:
+        with SteadyLoad(f"{base_url}/rolling/classify") as load:
+            before = replicas("rolling")
+            changed = settings.model_copy(update={"max_batch_size": 8})
+            deployment = Classifier.options(name="rollingClassifier", num_replicas=1)
+            serve.run(deployment.bind(changed), name="rolling", route_prefix="/rolling")
+            wait_for(
+                lambda: replicas("rolling") and not set(replicas("rolling")) & set(before),
+                60,
+                "the new replica",
+            )
+            done_at = time.monotonic()
+            wait_for(
+                lambda: any(at > done_at for at, _ in load.timeline[-CLIENTS:]), 30, "traffic after"
+            )
+        print(f"\nredeploy under load: requests {dict(load.outcomes)}")
+        assert load.failed() == 0, load.outcomes
+    finally:
+        delete()
