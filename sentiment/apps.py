@@ -12,6 +12,7 @@ from typing import Annotated
 
 import ray
 from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from ray import serve
 from ray.serve import Application
@@ -33,6 +34,7 @@ from sentiment.web import (
     check_text,
     check_texts,
     error_response,
+    validation_error,
 )
 
 ROUTER_APP = "router"
@@ -107,6 +109,9 @@ api = FastAPI(
     summary="Sentiment of English text (DistilBERT fine-tuned on SST-2), served by Ray Serve.",
     dependencies=[Depends(check_query_encoding)],
 )
+
+
+api.add_exception_handler(RequestValidationError, validation_error)
 
 
 @api.exception_handler(ClientError)

@@ -5,9 +5,13 @@ same way, with FastAPI's body shape {"detail": ...}.
 """
 
 import logging
+import math
+from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -56,6 +60,22 @@ def error_response(error: Exception) -> JSONResponse:
         return JSONResponse({"detail": error.detail}, status_code=error.status_code)
     logger.error("unexpected error while answering a request", exc_info=error)
     return JSONResponse({"detail": "internal server error"}, status_code=500)
+
+
+def json_safe(value: Any) -> Any:
+    """Replace what strict JSON cannot carry (NaN, Infinity) with its text, at any depth."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value
+
+
+async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+    """Answer 422 in FastAPI's shape, even for input such as `Infinity` that JSON cannot echo."""
+    return JSONResponse({"detail": json_safe(jsonable_encoder(error.errors()))}, status_code=422)
 
 
 def check_query_encoding(request: Request) -> None:

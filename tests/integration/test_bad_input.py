@@ -30,6 +30,8 @@ CASES = [
     ("POST", "/classify", {"json": ["hello"]}, 422, "valid dictionary"),
     ("POST", "/classify", {"content": b"{not json", "headers": JSON}, 422, "JSON decode error"),
     ("POST", "/classify", {"content": b"\xff\xfe", "headers": JSON}, 422, ""),
+    ("POST", "/classify", {"content": b'{"input_text": Infinity}', "headers": JSON}, 422, "inf"),
+    ("POST", "/classify/batch", {"content": b'{"texts": [NaN]}', "headers": JSON}, 422, "nan"),
     ("POST", "/classify", {"content": b"input_text=hello"}, 415, "application/json"),
     (
         "POST",
