@@ -30,6 +30,7 @@ import aiohttp
 
 from bench.corpus import corpus
 from sentiment.model import SentimentBertModel, available_cores
+from sentiment.testing import ensure_model
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -370,14 +371,8 @@ def main(argv: list[str] | None = None) -> int:
         # Keep Ray on loopback: otherwise it talks to itself on the machine's network address.
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
     }
-    model_dir = args.model
-    if model_dir is None:
-        from sentiment.testing import build_model
-
-        kind = "tiny" if args.smoke else "full"
-        model_dir = str(ROOT / "models" / kind)
-        if not (Path(model_dir) / "config.json").is_file():
-            build_model(model_dir, kind)
+    kind = "tiny" if args.smoke else "full"
+    model_dir = args.model or ensure_model(ROOT / "models" / kind, kind)
     texts = corpus(300 if args.smoke else 2000)
 
     print(f"in-process limit ({model_dir}) ...", flush=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from bench.corpus import corpus
 from sentiment.model import SentimentBertModel, available_cores
+from sentiment.testing import ensure_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,10 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=str(ROOT / "models" / "full"))
     parser.add_argument("--batches", type=int, default=12)
     args = parser.parse_args(argv)
-    if not (Path(args.model) / "config.json").is_file():
-        from sentiment.testing import build_model
-
-        build_model(args.model, "full")
+    ensure_model(args.model)
     model = SentimentBertModel(args.model, num_threads=available_cores())
     texts = corpus(2000)
     ids = model.tokenizer(texts, truncation=True, max_length=model.max_length)["input_ids"]

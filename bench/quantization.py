@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bench.corpus import corpus
 from sentiment.model import SentimentBertModel, available_cores
+from sentiment.testing import ensure_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,10 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=str(ROOT / "models" / "full"))
     parser.add_argument("--texts", type=int, default=1000)
     args = parser.parse_args(argv)
-    if not (Path(args.model) / "config.json").is_file():
-        from sentiment.testing import build_model
-
-        build_model(args.model, "full")
+    ensure_model(args.model)
     texts = corpus(args.texts)
     fp32 = SentimentBertModel(args.model, num_threads=available_cores())
     int8 = SentimentBertModel(args.model, num_threads=available_cores(), quantization="int8")

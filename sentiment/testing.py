@@ -81,6 +81,13 @@ def build_model(folder: str | Path, kind: str = "tiny", seed: int = 0) -> Path:
     return folder
 
 
+def ensure_model(folder: str | Path, kind: str = "full") -> str:
+    """Return `folder`, building a model of `kind` there first unless one is saved there already."""
+    if not (Path(folder) / "config.json").is_file():
+        build_model(folder, kind)
+    return str(folder)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Build a model from the command line."""
     parser = argparse.ArgumentParser(
