@@ -78,7 +78,7 @@ class BatchedModel:
 
 DEPLOYMENT_OPTIONS = {
     # Batches can only be as large as the requests a replica holds at once (Serve's default is 5).
-    "max_ongoing_requests": 64,
+    "max_ongoing_requests": 128,  # 2x the default max_batch_size (64)
     # Past this many waiting requests, answer at once with 503 and Retry-After instead of queueing
     # without bound (a few seconds of work at the full model's rate on 2 cores).
     "max_queued_requests": 256,

@@ -8,6 +8,7 @@ requests). Here the next batch is cut only when the model is free, so its size f
 """
 
 import asyncio
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -27,7 +28,9 @@ class ContinuousBatcher(Generic[Item, Result]):
         self.fn = fn
         self.max_batch_size = max_batch_size
         self.wait_s = wait_s
-        self.batch_sizes: list[int] = []  # the last sizes run, for tests and metrics
+        self.batch_sizes: deque[int] = deque(
+            maxlen=1000
+        )  # the last sizes run, for tests and metrics
         self._queue: asyncio.Queue[tuple[Item, asyncio.Future[Result]]] | None = None
         self._worker: asyncio.Task[None] | None = None
 
@@ -53,7 +56,7 @@ class ContinuousBatcher(Generic[Item, Result]):
             live = [(item, future) for item, future in batch if not future.done()]
             if not live:
                 continue
-            self.batch_sizes = [*self.batch_sizes[-999:], len(live)]
+            self.batch_sizes.append(len(live))
             try:
                 # In a thread, so the event loop keeps accepting requests while the model runs.
                 results = await asyncio.to_thread(self.fn, [item for item, _ in live])

@@ -23,7 +23,7 @@ def test_each_caller_gets_its_own_answer_and_batches_grow_under_load() -> None:
 
     assert asyncio.run(burst()) == [2 * n for n in range(50)]
     # Everything queued before the model was free: full batches, never more than the cap.
-    assert batcher.batch_sizes == [16, 16, 16, 2]
+    assert list(batcher.batch_sizes) == [16, 16, 16, 2]
 
 
 def test_requests_arriving_while_the_model_runs_join_the_next_batch() -> None:
