@@ -8,6 +8,10 @@ Both classify through BatchedModel: the model loaded once per replica, behind on
 """
 
 import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Annotated
 
 import ray
@@ -17,8 +21,10 @@ from fastapi.responses import JSONResponse, Response
 from ray import serve
 from ray.serve import Application
 from ray.serve.config import BackpressureConfig
+from ray.serve.schema import LoggingConfig
 
 from sentiment.batching import ContinuousBatcher
+from sentiment.metrics import ModelMetrics
 from sentiment.model import Prediction, SentimentBertModel
 from sentiment.settings import Settings
 from sentiment.web import (
@@ -44,11 +50,44 @@ ROUTE_PREFIXES = {ROUTER_APP: "/router", CLASSIFIER_APP: "/"}
 # The tutorial's /test sentence.
 TEST_TEXT = "Ray Serve makes serving models easy, and I love it"
 HEALTH_TEXT = "health check"
-HEALTH_TIMEOUT_S = 10.0
+
+# Serve's replica logger: its handlers write the replica's log file (and JSON when asked).
+logger = logging.getLogger("ray.serve")
+# The sizes of the batches the current request's texts ran in, for its log line.
+_batch_sizes: ContextVar[list[int] | None] = ContextVar("batch_sizes", default=None)
+
+
+async def answer_and_log(request: Request, respond: Callable[[], Awaitable[Response]]) -> Response:
+    """Answer a request (a generic 500 if anything unexpected fails), then log its one line."""
+    started = time.perf_counter()
+    sizes: list[int] = []
+    _batch_sizes.set(sizes)
+    try:
+        response = await respond()
+    except Exception as error:
+        response = error_response(error)
+    latency_ms = round((time.perf_counter() - started) * 1000, 1)
+    # The proxy puts the client's X-Request-ID here, or one it made, and returns it to the client.
+    request_id = request.headers.get("x-request-id", "-")
+    batch_size = max(sizes, default=0)
+    logger.info(
+        f"{request.method} {request.url.path} {response.status_code} {latency_ms}ms"
+        f" batch_size={batch_size} request_id={request_id}",
+        extra={
+            "request_id": request_id,
+            "status": response.status_code,
+            "latency_ms": latency_ms,
+            "batch_size": batch_size,
+        },
+    )
+    return response
 
 
 class BatchedModel:
     """The model, loaded once per replica, behind one continuous batcher that both deployments share."""
+
+    # How long check_health and /healthcheck wait for a real inference.
+    health_timeout_s = 10.0
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -59,21 +98,33 @@ class BatchedModel:
             num_threads=settings.num_threads,
             quantization=settings.quantization,
         )
+        self.metrics = ModelMetrics()
         self.batcher = ContinuousBatcher(
-            self.model.predict_batch, settings.max_batch_size, settings.batch_wait_timeout_s
+            self._run_batch, settings.max_batch_size, settings.batch_wait_timeout_s
         )
+
+    def _run_batch(self, texts: list[str]) -> list[tuple[Prediction, int]]:
+        """Run one model call, record its metrics, and pair each answer with the batch size."""
+        started = time.perf_counter()
+        report = self.model.predict_batch_report(texts)
+        self.metrics.record(report, time.perf_counter() - started)
+        return [(prediction, len(texts)) for prediction in report.predictions]
 
     async def classify(self, text: str) -> Prediction:
         """Classify one text through the batcher."""
-        return await self.batcher.submit(text)
+        prediction, batch_size = await self.batcher.submit(text)
+        sizes = _batch_sizes.get()
+        if sizes is not None:
+            sizes.append(batch_size)
+        return prediction
 
     async def classify_many(self, texts: list[str]) -> list[Prediction]:
         """Classify several texts through the same batcher, so they batch with everyone else's."""
-        return list(await asyncio.gather(*(self.batcher.submit(text) for text in texts)))
+        return list(await asyncio.gather(*(self.classify(text) for text in texts)))
 
     async def check_health(self) -> None:
         """Let Serve replace this replica when the model stops answering."""
-        await asyncio.wait_for(self.classify(HEALTH_TEXT), timeout=HEALTH_TIMEOUT_S)
+        await asyncio.wait_for(self.classify(HEALTH_TEXT), timeout=self.health_timeout_s)
 
 
 DEPLOYMENT_OPTIONS = {
@@ -83,6 +134,8 @@ DEPLOYMENT_OPTIONS = {
     # without bound (a few seconds of work at the full model's rate on 2 cores).
     "max_queued_requests": 256,
     "backpressure_config": BackpressureConfig(status_code=503, retry_after_s=1),
+    # The apps write one line per request themselves (answer_and_log), with the batch size.
+    "logging_config": LoggingConfig(enable_access_log=False),
 }
 
 
@@ -92,16 +145,16 @@ class Router(BatchedModel):
 
     async def __call__(self, request: Request) -> Response:
         """Classify the `txt` query parameter."""
-        try:
-            if request.method != "GET":
-                return JSONResponse(
-                    {"detail": "use GET /router?txt=..."}, status_code=405, headers={"Allow": "GET"}
-                )
-            check_query_encoding(request)
-            text = check_text(request.query_params.get("txt"), "txt", self.settings)
-            return JSONResponse(await self.classify(text))
-        except Exception as error:
-            return error_response(error)
+        return await answer_and_log(request, lambda: self._answer(request))
+
+    async def _answer(self, request: Request) -> Response:
+        if request.method != "GET":
+            return JSONResponse(
+                {"detail": "use GET /router?txt=..."}, status_code=405, headers={"Allow": "GET"}
+            )
+        check_query_encoding(request)
+        text = check_text(request.query_params.get("txt"), "txt", self.settings)
+        return JSONResponse(await self.classify(text))
 
 
 api = FastAPI(
@@ -121,12 +174,9 @@ async def _client_error(request: Request, error: ClientError) -> JSONResponse:
 
 
 @api.middleware("http")
-async def _unexpected_error(request: Request, call_next) -> Response:
-    """Answer anything unexpected with a logged, generic 500 instead of a stack trace."""
-    try:
-        return await call_next(request)
-    except Exception as error:
-        return error_response(error)
+async def _log(request: Request, call_next) -> Response:
+    """Log one line per request; anything unexpected becomes a generic 500, not a stack trace."""
+    return await answer_and_log(request, lambda: call_next(request))
 
 
 @serve.deployment(**DEPLOYMENT_OPTIONS)
@@ -147,7 +197,7 @@ class Classifier(BatchedModel):
     async def healthcheck(self) -> Health | JSONResponse:
         """Answer 200 only when the model answers a real inference."""
         try:
-            await asyncio.wait_for(self.classify(HEALTH_TEXT), timeout=HEALTH_TIMEOUT_S)
+            await asyncio.wait_for(self.classify(HEALTH_TEXT), timeout=self.health_timeout_s)
         except Exception as error:
             return JSONResponse(
                 {"detail": f"the model is not answering: {type(error).__name__}"}, status_code=503
@@ -183,11 +233,15 @@ class Classifier(BatchedModel):
 
 
 def _options(settings: Settings) -> dict:
-    """Keep a replica's request limit at least twice the batch size, so batches can fill."""
+    """Deployment options that follow the settings: request limit and log encoding."""
     return {
+        # At least twice the batch size, so batches can fill.
         "max_ongoing_requests": max(
             DEPLOYMENT_OPTIONS["max_ongoing_requests"], 2 * settings.max_batch_size
-        )
+        ),
+        "logging_config": LoggingConfig(
+            encoding=settings.log_format.upper(), enable_access_log=False
+        ),
     }
 
 

@@ -41,6 +41,15 @@ def head_answers(address: str | None) -> bool:
     return True
 
 
+def http_options(settings: Settings) -> dict:
+    """Serve's proxy options from the settings (what serve_config.yaml's http_options says)."""
+    return {
+        "host": settings.http_host,
+        "port": settings.http_port,
+        "request_timeout_s": settings.request_timeout_s,
+    }
+
+
 def deploy(app_name: str) -> int:
     """Deploy (or update in place) one app on the running head, print where it answers, return."""
     settings = Settings()
@@ -60,7 +69,7 @@ def deploy(app_name: str) -> int:
         print(NO_HEAD, file=sys.stderr)
         return 1
     # Only takes effect when Serve is not yet running on the cluster.
-    serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
+    serve.start(http_options=http_options(settings))
     serve.run(BUILDERS[app_name](settings), name=app_name, route_prefix=ROUTE_PREFIXES[app_name])
     host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::") else settings.http_host
     url = f"http://{host}:{settings.http_port}"

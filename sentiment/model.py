@@ -2,11 +2,17 @@
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
 
 import torch
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BatchEncoding,
+)
 from transformers.utils import logging as transformers_logging
 
 from sentiment.settings import DEFAULT_MODEL
@@ -25,6 +31,15 @@ class Prediction(TypedDict):
     label: str
     score: float
     scores: dict[str, float]
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    """What one batch did, for whoever measures it: answers, tokens per text, texts cut short."""
+
+    predictions: list[Prediction]
+    input_tokens: list[int]
+    truncated: int
 
 
 class ModelLoadError(RuntimeError):
@@ -125,15 +140,27 @@ class SentimentBertModel:
 
     def predict_batch(self, texts: Sequence[str]) -> list[Prediction]:
         """Classify many texts; answers come back in input order."""
+        return self.predict_batch_report(texts).predictions
+
+    def predict_batch_report(self, texts: Sequence[str]) -> BatchReport:
+        """Classify many texts, and say how many tokens each had and how many were cut short."""
         if not texts:
-            return []
+            return BatchReport([], [], 0)
         encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
         ids = encoded["input_ids"]
         probabilities: list[list[float]] = [[]] * len(ids)
         for chunk in self._chunks(ids):
             for i, row in zip(chunk, self._forward([ids[i] for i in chunk]).tolist(), strict=True):
                 probabilities[i] = row
-        return [self._answer(text, p) for text, p in zip(texts, probabilities, strict=True)]
+        answers = [self._answer(text, p) for text, p in zip(texts, probabilities, strict=True)]
+        return BatchReport(answers, [len(row) for row in ids], self._truncated(encoded))
+
+    def _truncated(self, encoded: BatchEncoding) -> int:
+        """Count the texts that lost tokens to truncation."""
+        if encoded.encodings is not None:  # fast tokenizers keep what they cut
+            return sum(bool(encoding.overflowing) for encoding in encoded.encodings)
+        # Slow tokenizers do not say; a text that fills the window was most likely cut.
+        return sum(len(row) >= self.max_length for row in encoded["input_ids"])
 
     def _chunks(self, ids: list[list[int]]) -> list[list[int]]:
         """Group text indices, shortest first, into chunks that waste little compute on padding.

@@ -70,6 +70,16 @@ class Settings(BaseModel):
         ge=1,
         description="Most texts one POST /classify/batch may carry (413 above it).",
     )
+    log_format: Literal["text", "json"] = Field(
+        default_factory=_env("LOG_FORMAT", "text"),
+        description="Replica log lines as text, or as one JSON object per line.",
+    )
+    # 30 s: far past any batch the caps allow, yet a stuck request does not hold a client forever.
+    request_timeout_s: float = Field(
+        default_factory=_env("REQUEST_TIMEOUT_S", 30.0),
+        gt=0,
+        description="Seconds before Serve's proxy gives up on a request (408) when the scripts start Serve.",
+    )
     http_host: str = Field(
         default_factory=_env("HTTP_HOST", "127.0.0.1"),
         description="Where Serve's proxy listens when the entry scripts start Serve.",

@@ -8,12 +8,15 @@ import ray
 from ray import serve
 
 from sentiment.apps import BUILDERS, ROUTE_PREFIXES
+from sentiment.deploy import http_options
 from sentiment.settings import Settings
 from tests.helpers import free_port
 
 # Small caps, so the over-cap cases stay cheap to send.
 MAX_TEXT_CHARS = 5_000
 MAX_BATCH_TEXTS = 64
+# Short, so a request to a stuck model fails within a test; far past any answer here.
+REQUEST_TIMEOUT_S = 8.0
 
 
 @pytest.fixture(scope="package")
@@ -26,6 +29,8 @@ def settings(tiny_model_dir: Path) -> Settings:
         batch_wait_timeout_s=0.01,
         max_text_chars=MAX_TEXT_CHARS,
         max_batch_texts=MAX_BATCH_TEXTS,
+        request_timeout_s=REQUEST_TIMEOUT_S,
+        http_port=free_port(),
     )
 
 
@@ -50,8 +55,7 @@ def ray_session() -> Iterator[None]:
 @pytest.fixture(scope="package")
 def base_url(ray_session: None, settings: Settings) -> str:
     """Deploy both apps, as the entry scripts do, on a free loopback port; return the URL."""
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.start(http_options=http_options(settings))
     for name, build in BUILDERS.items():
         serve.run(build(settings), name=name, route_prefix=ROUTE_PREFIXES[name])
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{settings.http_port}"

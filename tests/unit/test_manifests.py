@@ -1,11 +1,15 @@
 """serve_config.yaml and the KubeRay RayService hold the same apps, and both pass Serve's own schema."""
 
+import os
 from pathlib import Path
 
+import pytest
 import yaml
 from ray.serve.schema import ServeDeploySchema
 
 from sentiment.apps import BUILDERS, ROUTE_PREFIXES
+from sentiment.deploy import http_options
+from sentiment.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,7 +35,7 @@ def test_kubernetes_serves_the_same_applications() -> None:
     assert kube["applications"] == local["applications"]
     assert kube["proxy_location"] == local["proxy_location"]
     # In a pod, the proxy must answer on the pod's address, not only its loopback.
-    assert kube["http_options"] == {"host": "0.0.0.0", "port": local["http_options"]["port"]}
+    assert kube["http_options"] == {**local["http_options"], "host": "0.0.0.0"}
 
 
 def test_config_names_the_apps_the_code_builds() -> None:
@@ -61,3 +65,9 @@ def test_rayservice_pods_are_sized_probed_and_run_the_image() -> None:
         probe = worker["template"]["spec"]["containers"][0]["readinessProbe"]
         assert probe["httpGet"] == {"path": "/-/healthz", "port": 8000}
         assert worker["minReplicas"] <= worker["replicas"] <= worker["maxReplicas"]
+
+
+def test_the_scripts_start_serve_as_the_config_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [n for n in os.environ if n.startswith("SENTIMENT_")]:
+        monkeypatch.delenv(name)
+    assert http_options(Settings()) == serve_config()["http_options"]
