@@ -4,6 +4,7 @@
 The head is isolated: its own temp dir and ports, on loopback only.
 """
 
+import json
 import os
 import shutil
 import signal
@@ -23,6 +24,13 @@ from tests.helpers import answers, free_port, gone, wait_for
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent  # the venv's ray and serve commands
 COMMAND_TIMEOUT_S = 180
+SERIES = [
+    "ray_sentiment_texts_total",
+    "ray_sentiment_truncated_texts_total",
+    "ray_sentiment_batch_size_bucket",
+    "ray_sentiment_inference_seconds_count",
+    "ray_sentiment_input_tokens_bucket",
+]
 
 
 @dataclass
@@ -33,6 +41,8 @@ class Head:
     http_url: str
     dashboard_url: str
     http_port: int
+    metrics_url: str
+    logs: Path  # the session's log folder
 
 
 def run(
@@ -71,14 +81,14 @@ def head(tiny_model_dir: Path) -> Iterator[Head]:
     """`ray start --head` in its own temp dir and ports; `ray stop` afterwards, whatever happened."""
     # Short: Ray's unix sockets live under the temp dir and their paths are capped near 107 bytes.
     temp_dir = tempfile.mkdtemp(prefix="ray-e2e-", dir="/tmp")
-    gcs_port, dashboard_port, http_port = free_port(), free_port(), free_port()
+    gcs_port, dashboard_port, http_port, metrics_port = (free_port() for _ in range(4))
     # The builders read SENTIMENT_* where they run: on the head, for serve deploy and serve run.
     env = user_env(tiny_model_dir, SENTIMENT_HTTP_PORT=str(http_port))
     start = [
         str(BIN / "ray"), "start", "--head", "--num-cpus=2", "--disable-usage-stats",
         f"--temp-dir={temp_dir}", "--node-ip-address=127.0.0.1", f"--port={gcs_port}",
         f"--ray-client-server-port={free_port()}", "--dashboard-host=127.0.0.1",
-        f"--dashboard-port={dashboard_port}",
+        f"--dashboard-port={dashboard_port}", f"--metrics-export-port={metrics_port}",
     ]  # fmt: skip
     try:
         started = run(start, env)
@@ -89,6 +99,8 @@ def head(tiny_model_dir: Path) -> Iterator[Head]:
             http_url=f"http://127.0.0.1:{http_port}",
             dashboard_url=f"http://127.0.0.1:{dashboard_port}",
             http_port=http_port,
+            metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
+            logs=Path(temp_dir) / "session_latest" / "logs",
         )
     finally:
         run([str(BIN / "ray"), "stop", "--force"], env, timeout=120)
@@ -121,6 +133,110 @@ def test_running_a_script_again_updates_its_app_in_place(head: Head) -> None:
     )
     assert again.returncode == 0, again.stderr
     check_both_apps(head)
+
+
+def replica_log_lines(head: Head, app: str) -> list[str]:
+    """Read every line the app's replicas have logged so far."""
+    return [
+        line
+        for path in sorted((head.logs / "serve").glob(f"replica_{app}_*.log"))
+        for line in path.read_text(errors="replace").splitlines()
+    ]
+
+
+def series(metrics: str, name: str) -> dict[str, float]:
+    """Sum a metric's samples by their label sets' `label`, `le` or nothing (Prometheus text)."""
+    sums: dict[str, float] = {}
+    for line in metrics.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        labels, value = line[len(name) + 1 :].rsplit("} ", 1)
+        key = next(
+            (
+                part.split("=", 1)[1].strip('"')
+                for part in labels.split(",")
+                if part.startswith(("label=", "le="))
+            ),
+            "",
+        )
+        sums[key] = sums.get(key, 0.0) + float(value)
+    return sums
+
+
+def test_requests_are_logged_and_counted(head: Head) -> None:
+    texts = ["a fine film", "dull and slow", " ".join(["long"] * 700)]
+    with httpx.Client(base_url=head.http_url, timeout=30) as client:
+        for n, text in enumerate(texts):
+            answer = client.post(
+                "/classify", json={"input_text": text}, headers={"X-Request-ID": f"e2e-{n}"}
+            )
+            assert answer.status_code == 200
+            assert answer.headers["x-request-id"] == f"e2e-{n}"
+        batch = client.post(
+            "/classify/batch", json={"texts": texts}, headers={"X-Request-ID": "e2e-b"}
+        )
+        assert batch.status_code == 200
+        assert (
+            client.post(
+                "/classify", json={"input_text": ""}, headers={"X-Request-ID": "e2e-bad"}
+            ).status_code
+            == 422
+        )
+        unnamed = client.get("/test")
+
+    # One line per request: its id (the client's, or the one returned to it), status, latency, batch.
+    def logged(request_id: str) -> list[str]:
+        lines = replica_log_lines(head, "classifier")
+        return [line for line in lines if line.endswith(f" request_id={request_id}")]
+
+    ids = ("e2e-0", "e2e-b", "e2e-bad", unnamed.headers["x-request-id"])
+    wait_for(lambda: all(len(logged(i)) == 1 for i in ids), 30, "one log line per request")
+    (bad,) = logged("e2e-bad")
+    assert " POST /classify 422 " in bad and " batch_size=0 " in bad
+    (whole,) = logged("e2e-b")
+    assert " POST /classify/batch 200 " in whole
+    assert 1 <= int(whole.split("batch_size=")[1].split()[0]) <= len(texts)
+
+    def counted() -> bool:
+        # Ray exports every few seconds: wait for this test's long texts, sent last but one.
+        metrics = httpx.get(head.metrics_url, timeout=10).text
+        return series(metrics, "ray_sentiment_truncated_texts_total").get("", 0) >= 2
+
+    wait_for(counted, 60, "the custom metrics on the metrics port")
+    metrics = httpx.get(head.metrics_url, timeout=10).text
+    print("\n" + "\n".join(f"{name}: {series(metrics, name)}" for name in SERIES))
+    assert set(series(metrics, "ray_sentiment_texts_total")) <= {"POSITIVE", "NEGATIVE"}
+    assert sum(series(metrics, "ray_sentiment_texts_total").values()) >= 2 * len(texts)
+    tokens = series(metrics, "ray_sentiment_input_tokens_bucket")
+    assert tokens["512.0"] - tokens["256.0"] >= 2  # the long text, cut to 512 tokens, twice
+    assert series(metrics, "ray_sentiment_batch_size_count")[""] >= 1
+    assert series(metrics, "ray_sentiment_inference_seconds_count")[""] >= 1
+    # Serve's own series are there too, on the same port.
+    assert "ray_serve_num_http_requests_total" in metrics
+
+
+def test_json_logs_on_request(head: Head) -> None:
+    again = run(
+        [sys.executable, "serve_with_rayserve.py"], {**head.env, "SENTIMENT_LOG_FORMAT": "json"}
+    )
+    assert again.returncode == 0, again.stderr
+    answer = httpx.get(
+        f"{head.http_url}/router",
+        params={"txt": "json please"},
+        headers={"X-Request-ID": "e2e-json"},
+    )
+    assert answer.status_code == 200
+
+    def entry() -> dict | None:
+        for line in replica_log_lines(head, "router"):
+            if line.startswith("{") and "e2e-json" in line:
+                return json.loads(line)
+        return None
+
+    wait_for(lambda: entry() is not None, 30, "a JSON log line")
+    logged = entry()
+    assert logged["request_id"] == "e2e-json"
+    assert logged["status"] == 200 and logged["batch_size"] == 1 and logged["latency_ms"] > 0
 
 
 def config_for(head: Head, tmp_path: Path) -> Path:
