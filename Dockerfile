@@ -45,7 +45,8 @@ ENV HF_HOME=/cache/huggingface \
     RAY_USAGE_STATS_ENABLED=0 \
     SENTIMENT_HTTP_HOST=0.0.0.0 \
     SENTIMENT_HTTP_PORT=8000
-EXPOSE 8000 8265
+# 8000: the apps; 8080: Prometheus metrics (Ray's and the apps'); 8265: Ray's dashboard.
+EXPOSE 8000 8080 8265
 HEALTHCHECK --interval=15s --timeout=10s --start-period=90s --retries=3 \
     CMD ["python", "/usr/local/bin/sentiment-healthcheck"]
 CMD ["sentiment-serve"]

@@ -24,7 +24,7 @@ install: $(BIN)/.installed  ## make .venv with the pinned dependencies and the p
 
 up: install  ## start a Ray head (if none) and deploy both apps; honours SENTIMENT_MODEL
 	@$(BIN)/ray status >/dev/null 2>&1 || $(BIN)/ray start --head --num-cpus=$(RAY_CPUS) \
-		--dashboard-host=127.0.0.1 --disable-usage-stats
+		--dashboard-host=127.0.0.1 --metrics-export-port=8080 --disable-usage-stats
 	$(BIN)/python serve_with_rayserve.py
 	$(BIN)/python serve_with_fastapi.py
 

@@ -32,10 +32,19 @@ trap stop TERM INT
 python -m sentiment --check || exit 1
 
 ray start --head --disable-usage-stats --num-cpus="${RAY_NUM_CPUS:-$(nproc)}" \
-    --port="${RAY_PORT:-6379}" --dashboard-host="$DASHBOARD_HOST" --dashboard-port="$DASHBOARD_PORT"
-# serve_config.yaml listens on 127.0.0.1; a container must answer on every interface.
-serve start --http-host "$SENTIMENT_HTTP_HOST" --http-port "$SENTIMENT_HTTP_PORT" --proxy-location EveryNode
-serve deploy -a "$DASHBOARD" serve_config.yaml
+    --port="${RAY_PORT:-6379}" --dashboard-host="$DASHBOARD_HOST" --dashboard-port="$DASHBOARD_PORT" \
+    --metrics-export-port="${RAY_METRICS_EXPORT_PORT:-8080}"
+# serve_config.yaml listens on 127.0.0.1; a container must answer on every interface. Serve takes
+# its proxy options once, when it starts: so from the config it starts with, not a later one.
+python - <<'PY'
+import os, yaml
+config = yaml.safe_load(open("serve_config.yaml"))
+config["http_options"].update(
+    host=os.environ["SENTIMENT_HTTP_HOST"], port=int(os.environ["SENTIMENT_HTTP_PORT"])
+)
+yaml.safe_dump(config, open("/tmp/serve_config.yaml", "w"), sort_keys=False)
+PY
+serve deploy -a "$DASHBOARD" /tmp/serve_config.yaml
 echo "sentiment-serve: deploying both apps on :$SENTIMENT_HTTP_PORT (model ${SENTIMENT_MODEL:-default}); GET /healthcheck says when ready"
 
 # Wait in the background so the trap runs as soon as SIGTERM arrives.

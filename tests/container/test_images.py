@@ -80,6 +80,7 @@ def run_serving(name: str, model_dir: Path, http_port: int, **env: str) -> None:
         "SENTIMENT_HTTP_PORT": str(http_port),
         "RAY_PORT": str(free_port()),
         "RAY_DASHBOARD_PORT": str(free_port()),
+        "RAY_METRICS_EXPORT_PORT": str(free_port()),
         # Keep Ray inside the container on loopback (host networking shares this machine's).
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
         **env,
@@ -147,6 +148,19 @@ def test_container_serves_both_apps_as_a_non_root_user(container: tuple[str, int
     )  # fmt: skip
     assert check.returncode == 0, check.stdout + check.stderr
     assert docker("exec", name, "id", "-u").stdout.strip() != "0"
+    # The apps' metrics on Ray's metrics port, and Serve started with the config's request timeout.
+    metrics_port = docker("exec", name, "printenv", "RAY_METRICS_EXPORT_PORT").stdout.strip()
+    wait_for(
+        lambda: (
+            "ray_sentiment_texts_total{"
+            in httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+        ),
+        60,
+        "the apps' metrics",
+    )
+    dashboard_port = docker("exec", name, "printenv", "RAY_DASHBOARD_PORT").stdout.strip()
+    serve_state = httpx.get(f"http://127.0.0.1:{dashboard_port}/api/serve/applications/").json()
+    assert serve_state["http_options"]["request_timeout_s"] == 30
     health = docker("inspect", "--format", "{{.State.Health.Status}}", name).stdout.strip()
     print(
         f"\ncontainer user {docker('exec', name, 'id', '-un').stdout.strip()}, docker health {health}"

@@ -2,10 +2,12 @@
 excess; every accepted request is answered correctly; service is normal right after."""
 
 import asyncio
+import threading
 import time
 from collections import Counter
 
 import httpx
+import psutil
 from ray import serve
 
 from sentiment.apps import Classifier
@@ -16,6 +18,41 @@ from tests.helpers import assert_same_prediction
 HOLDS = 2  # max_ongoing_requests
 QUEUE = 4  # max_queued_requests
 BURST = 120
+MB = 1024 * 1024
+
+
+def replica_process(app: str) -> psutil.Process:
+    """Find an app's one replica process (Ray titles it ray::ServeReplica:<app>:<deployment>)."""
+    (process,) = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if any(f"ServeReplica:{app}:" in part for part in p.info["cmdline"] or [])
+    ]
+    return process
+
+
+class PeakMemory:
+    """Sample a process's resident memory every 20 ms while in the `with` block."""
+
+    def __init__(self, process: psutil.Process) -> None:
+        self.process = process
+        self.before = self.peak = process.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample)
+
+    def _sample(self) -> None:
+        for _ in range(30_000):  # at most 10 minutes
+            if self._stop.wait(0.02):
+                return
+            self.peak = max(self.peak, self.process.memory_info().rss)
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
 
 
 def test_a_burst_gets_fast_503s_and_every_accepted_request_is_answered(
@@ -38,9 +75,15 @@ def test_a_burst_gets_fast_503s_and_every_accepted_request_is_answered(
                 )
                 return responses, time.monotonic() - start
 
-        responses, seconds = asyncio.run(burst())
+        with PeakMemory(replica_process("small")) as memory:
+            responses, seconds = asyncio.run(burst())
         statuses = Counter(r.status_code for r in responses)
-        print(f"\nburst of {BURST}: {dict(statuses)} in {seconds:.1f} s")
+        print(
+            f"\nburst of {BURST}: {dict(statuses)} in {seconds:.1f} s; replica memory"
+            f" {memory.before / MB:.0f} MB before, peak {memory.peak / MB:.0f} MB"
+        )
+        # The excess is refused at the proxy: the replica holds only what it was allowed to.
+        assert memory.peak - memory.before < 100 * MB
         assert set(statuses) <= {200, 503}, statuses
         assert statuses[503] > 0 and statuses[200] >= HOLDS
         for text, response in zip(texts, responses, strict=True):

@@ -1,4 +1,4 @@
-"""Faults under steady load: a replica killed mid-traffic, and a redeploy with changed settings."""
+"""Faults: a replica killed mid-traffic, a model that stops answering, a redeploy under load."""
 
 import threading
 import time
@@ -12,6 +12,7 @@ from ray import serve
 from sentiment.apps import Classifier
 from sentiment.settings import Settings
 from tests.helpers import wait_for
+from tests.integration.conftest import REQUEST_TIMEOUT_S
 
 CLIENTS = 4
 MAX_SECONDS = 60
@@ -163,3 +164,57 @@ def test_a_redeploy_with_a_new_batch_size_drops_no_request(
         assert load.failed() == 0, load.outcomes
     finally:
         delete()
+
+
+class Freezable(Classifier.func_or_class):
+    """The Classifier with a way to wedge its model, as a hung library or device would."""
+
+    health_timeout_s = 2.0  # the production 10 s, shortened to keep the test short
+
+    def freeze(self) -> None:
+        """From now on, every model call hangs; the process stays up and its event loop free."""
+        never = threading.Event()
+
+        def stuck(texts: list[str]) -> None:
+            never.wait(300)
+            raise RuntimeError("frozen by the test")
+
+        self.model.predict_batch_report = stuck
+
+
+def test_a_replica_whose_model_stops_answering_is_replaced(
+    base_url: str, settings: Settings
+) -> None:
+    deployment = serve.deployment(Freezable, name="FrozenClassifier", health_check_period_s=1)
+    serve.run(deployment.bind(settings), name="frozen", route_prefix="/frozen")
+    url = f"{base_url}/frozen"
+    try:
+        before = httpx.get(f"{url}/healthcheck", timeout=30).json()["replica"]
+        serve.get_app_handle("frozen").freeze.remote().result(timeout_s=30)
+        frozen_at = time.monotonic()
+        # /healthcheck tells the truth: the process answers, the model does not.
+        health = httpx.get(f"{url}/healthcheck", timeout=30)
+        assert health.status_code == 503, health.text
+        assert "not answering" in health.json()["detail"]
+        # A request to the stuck model ends at the configured request timeout, not never.
+        sent = time.monotonic()
+        stuck = httpx.post(f"{url}/classify", json={"input_text": "anyone home"}, timeout=60)
+        waited = time.monotonic() - sent
+        assert stuck.status_code == 408, stuck.text
+        assert REQUEST_TIMEOUT_S - 1 < waited < REQUEST_TIMEOUT_S + 10
+
+        # check_health failed three times in a row: Serve replaces the replica.
+        def replaced() -> bool:
+            health = httpx.get(f"{url}/healthcheck", timeout=30)
+            return health.status_code == 200 and health.json()["replica"] != before
+
+        wait_for(replaced, 90, "a replacement replica")
+        replaced_in = time.monotonic() - frozen_at
+        answer = httpx.post(f"{url}/classify", json={"input_text": "back again"}, timeout=30)
+        assert answer.status_code == 200
+        print(
+            f"\nmodel frozen: /healthcheck 503, a request timed out (408) after {waited:.1f} s,"
+            f" replica replaced in {replaced_in:.1f} s"
+        )
+    finally:
+        serve.delete("frozen")
