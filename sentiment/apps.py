@@ -40,6 +40,7 @@ from sentiment.web import (
     check_text,
     check_texts,
     error_response,
+    error_responses,
     validation_error,
 )
 
@@ -161,6 +162,7 @@ api = FastAPI(
     title="sentiment-serve",
     summary="Sentiment of English text (DistilBERT fine-tuned on SST-2), served by Ray Serve.",
     dependencies=[Depends(check_query_encoding)],
+    responses=error_responses(),
 )
 
 

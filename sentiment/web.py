@@ -124,6 +124,20 @@ def check_texts(texts: list[str], settings: Settings) -> list[str]:
     return [check_text(text, f"texts[{i}]", settings) for i, text in enumerate(texts)]
 
 
+class ErrorOut(BaseModel):
+    """Every error's body: what was wrong (FastAPI's own 422s give a list of field errors)."""
+
+    detail: str | list[dict[str, Any]]
+
+
+def error_responses() -> dict[int | str, dict[str, Any]]:
+    """The error table as OpenAPI responses, so the document says what each status means."""
+    return {
+        error.status_code: {"model": ErrorOut, "description": error.__doc__}
+        for error in (BadEncoding, TooLarge, NotJson, InvalidInput)
+    }
+
+
 class ClassifyRequest(BaseModel):
     """One text to classify."""
 
