@@ -1,10 +1,14 @@
 """Small helpers the test tiers share."""
 
 import socket
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 
 import httpx
+
+CLIENTS = 4  # SteadyLoad's client threads
 
 
 def free_port() -> int:
@@ -57,3 +61,50 @@ def gone(url: str) -> bool:
         return httpx.get(url, timeout=5).status_code != 200
     except httpx.HTTPError:
         return True
+
+
+class SteadyLoad:
+    """A few client threads posting to one URL until stopped (bounded in count and time)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.outcomes: Counter[str] = Counter()
+        self.timeline: list[tuple[float, bool]] = []  # (when a request started, ok)
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._client, args=(n,)) for n in range(CLIENTS)]
+
+    def _client(self, n: int) -> None:
+        deadline = time.monotonic() + 120  # past any test's own waits
+        with httpx.Client(timeout=30) as client:
+            for i in range(5000):
+                if self._stop.is_set() or time.monotonic() > deadline:
+                    return
+                started = time.monotonic()
+                try:
+                    status = client.post(
+                        self.url, json={"input_text": f"client {n} request {i}"}
+                    ).status_code
+                    ok, kind = status == 200, "ok" if status == 200 else f"failed: http {status}"
+                except httpx.HTTPError as error:
+                    ok, kind = False, f"failed: {type(error).__name__}"
+                self.outcomes[kind] += 1
+                self.timeline.append((started, ok))
+
+    def __enter__(self) -> "SteadyLoad":
+        for thread in self._threads:
+            thread.start()
+        wait_for(lambda: self.outcomes["ok"] >= 20, 30, "steady traffic")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=40)
+
+    def failed(self) -> int:
+        """Count the requests that did not get a 200."""
+        return sum(n for kind, n in self.outcomes.items() if kind != "ok")
+
+    def all_ok_since(self, moment: float) -> bool:
+        """Say whether every request started after `moment` succeeded."""
+        return all(ok for at, ok in self.timeline if at > moment)

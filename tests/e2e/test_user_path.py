@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.helpers import answers, free_port, gone, wait_for
+from tests.helpers import SteadyLoad, answers, free_port, gone, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent  # the venv's ray and serve commands
@@ -262,6 +263,36 @@ def test_serve_deploy_of_the_config(head: Head, tmp_path: Path) -> None:
 
     wait_for(both_running, 120, "both apps of serve_config.yaml to be RUNNING")
     check_both_apps(head)
+
+
+def test_serve_deploy_of_a_changed_config_under_load_drops_no_request(
+    head: Head, tmp_path: Path
+) -> None:
+    config = yaml.safe_load(config_for(head, tmp_path).read_text())
+    (classifier,) = [app for app in config["applications"] if app["name"] == "classifier"]
+    classifier["args"] = {"max_batch_size": 8}
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    health = f"{head.http_url}/healthcheck"
+    before = httpx.get(health, timeout=30).json()["replica"]
+    with SteadyLoad(f"{head.http_url}/classify") as load:
+        started = time.monotonic()
+        deployed = run(
+            [str(BIN / "serve"), "deploy", str(changed), "-a", head.dashboard_url], head.env
+        )
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        wait_for(
+            lambda: httpx.get(health, timeout=30).json()["replica"] != before,
+            120,
+            "the new replica",
+        )
+        rolled_in = time.monotonic() - started
+        done_at = time.monotonic()
+        wait_for(lambda: sum(at > done_at for at, _ in load.timeline) >= 20, 30, "traffic after")
+    print(
+        f"\nserve deploy of a changed config: new replica in {rolled_in:.1f} s; requests {dict(load.outcomes)}"
+    )
+    assert load.failed() == 0, load.outcomes
 
 
 def test_serve_run_of_the_config(head: Head, tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 
 import httpx
@@ -11,61 +10,8 @@ from ray import serve
 
 from sentiment.apps import Classifier
 from sentiment.settings import Settings
-from tests.helpers import wait_for
+from tests.helpers import CLIENTS, SteadyLoad, wait_for
 from tests.integration.conftest import REQUEST_TIMEOUT_S
-
-CLIENTS = 4
-MAX_SECONDS = 60
-
-
-class SteadyLoad:
-    """A few client threads posting to one URL until stopped (bounded in count and time)."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.outcomes: Counter[str] = Counter()
-        self.timeline: list[tuple[float, bool]] = []  # (when a request started, ok)
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._client, args=(n,)) for n in range(CLIENTS)]
-
-    def _client(self, n: int) -> None:
-        deadline = time.monotonic() + MAX_SECONDS
-        with httpx.Client(timeout=30) as client:
-            for i in range(5000):
-                if self._stop.is_set() or time.monotonic() > deadline:
-                    return
-                started = time.monotonic()
-                try:
-                    ok = (
-                        client.post(
-                            self.url, json={"input_text": f"client {n} request {i}"}
-                        ).status_code
-                        == 200
-                    )
-                    kind = "ok" if ok else "failed: http"
-                except httpx.HTTPError as error:
-                    ok, kind = False, f"failed: {type(error).__name__}"
-                self.outcomes[kind] += 1
-                self.timeline.append((started, ok))
-
-    def __enter__(self) -> "SteadyLoad":
-        for thread in self._threads:
-            thread.start()
-        wait_for(lambda: self.outcomes["ok"] >= 20, 30, "steady traffic")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=40)
-
-    def failed(self) -> int:
-        """Count the requests that did not get a 200."""
-        return sum(n for kind, n in self.outcomes.items() if kind != "ok")
-
-    def all_ok_since(self, moment: float) -> bool:
-        """Say whether every request started after `moment` succeeded."""
-        return all(ok for at, ok in self.timeline if at > moment)
 
 
 def replicas(app: str) -> list[str]:
