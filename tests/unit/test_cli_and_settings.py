@@ -85,6 +85,10 @@ def test_settings_refuse_bad_values(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings()
     with pytest.raises(ValidationError, match="no_such_setting"):
         Settings.model_validate({"no_such_setting": 1})
+    with pytest.raises(ValidationError, match="log_format"):
+        Settings.model_validate({"log_format": "xml"})
+    with pytest.raises(ValidationError, match="request_timeout_s"):
+        Settings.model_validate({"request_timeout_s": 0})
 
 
 def test_download_saves_a_loadable_copy(tiny_model_dir: Path, tmp_path: Path) -> None:
