@@ -149,6 +149,7 @@ class Router(BatchedModel):
         return await answer_and_log(request, lambda: self._answer(request))
 
     async def _answer(self, request: Request) -> Response:
+        """Check the request and classify its text."""
         if request.method != "GET":
             return JSONResponse(
                 {"detail": "use GET /router?txt=..."}, status_code=405, headers={"Allow": "GET"}
