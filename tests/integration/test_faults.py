@@ -8,7 +8,8 @@ import httpx
 import ray
 from ray import serve
 
-from sentiment.apps import Classifier
+from sentiment.apps import DEPLOYMENT_OPTIONS, HEALTH_TEXT, Classifier
+from sentiment.model import BatchReport, Prediction
 from sentiment.settings import Settings
 from tests.helpers import CLIENTS, SteadyLoad, wait_for
 from tests.integration.conftest import REQUEST_TIMEOUT_S
@@ -112,8 +113,8 @@ def test_a_redeploy_with_a_new_batch_size_drops_no_request(
         delete()
 
 
-class Freezable(Classifier.func_or_class):
-    """The Classifier with a way to wedge its model, as a hung library or device would."""
+class Faulty(Classifier.func_or_class):
+    """The Classifier with ways to slow or wedge its model, as a busy or hung device would."""
 
     health_timeout_s = 2.0  # the production 10 s, shortened to keep the test short
 
@@ -127,11 +128,31 @@ class Freezable(Classifier.func_or_class):
 
         self.model.predict_batch_report = stuck
 
+    def slow_down(self, seconds: float) -> None:
+        """From now on, every model call takes `seconds` longer."""
+        run = self.model.predict_batch_report
+
+        def slow(texts: list[str]) -> BatchReport:
+            time.sleep(seconds)
+            return run(texts)
+
+        self.model.predict_batch_report = slow
+
+    async def classify(self, text: str) -> Prediction:
+        """Classify, counting the texts of requests that reached this replica."""
+        if text != HEALTH_TEXT:
+            self.received = getattr(self, "received", 0) + 1
+        return await super().classify(text)
+
+    def held(self) -> int:
+        """Count the requests' texts this replica has received."""
+        return getattr(self, "received", 0)
+
 
 def test_a_replica_whose_model_stops_answering_is_replaced(
     base_url: str, settings: Settings
 ) -> None:
-    deployment = serve.deployment(Freezable, name="FrozenClassifier", health_check_period_s=1)
+    deployment = serve.deployment(Faulty, name="FrozenClassifier", health_check_period_s=1)
     serve.run(deployment.bind(settings), name="frozen", route_prefix="/frozen")
     url = f"{base_url}/frozen"
     try:
@@ -164,3 +185,39 @@ def test_a_replica_whose_model_stops_answering_is_replaced(
         )
     finally:
         serve.delete("frozen")
+
+
+def test_deleting_an_app_lets_its_replica_finish_what_it_holds(
+    base_url: str, settings: Settings
+) -> None:
+    # The production options: the replica holds all 8 (Serve's default would hold 5).
+    deployment = serve.deployment(Faulty, name="LeavingClassifier", **DEPLOYMENT_OPTIONS)
+    serve.run(deployment.bind(settings), name="leaving", route_prefix="/leaving")
+    serve.get_app_handle("leaving").slow_down.remote(2.0).result(timeout_s=30)
+    texts = [f"in flight {n}" for n in range(8)]
+    answers: dict[str, int | str] = {}
+
+    def send(text: str) -> None:
+        try:
+            response = httpx.post(
+                f"{base_url}/leaving/classify", json={"input_text": text}, timeout=60
+            )
+            answers[text] = response.status_code
+        except httpx.HTTPError as error:
+            answers[text] = type(error).__name__
+
+    clients = [threading.Thread(target=send, args=(text,)) for text in texts]
+    for client in clients:
+        client.start()
+    # All 8 at the replica (its model calls take 2 s each, so none is answered yet).
+    handle = serve.get_app_handle("leaving")
+    wait_for(lambda: handle.held.remote().result(timeout_s=10) == 8, 30, "8 requests held")
+    assert not answers
+    started = time.monotonic()
+    serve.delete("leaving")  # returns once the replica has stopped
+    for client in clients:
+        client.join(timeout=60)
+    print(
+        f"\napp deleted with 8 requests in flight in {time.monotonic() - started:.1f} s: {answers}"
+    )
+    assert answers == dict.fromkeys(texts, 200)
