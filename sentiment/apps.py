@@ -200,7 +200,7 @@ class Classifier(BatchedModel):
     async def healthcheck(self) -> Health | JSONResponse:
         """Answer 200 only when the model answers a real inference."""
         try:
-            await asyncio.wait_for(self.classify(HEALTH_TEXT), timeout=self.health_timeout_s)
+            await self.check_health()
         except Exception as error:
             return JSONResponse(
                 {"detail": f"the model is not answering: {type(error).__name__}"}, status_code=503

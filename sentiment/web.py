@@ -134,7 +134,7 @@ def error_responses() -> dict[int | str, dict[str, Any]]:
     """The error table as OpenAPI responses, so the document says what each status means."""
     return {
         error.status_code: {"model": ErrorOut, "description": error.__doc__}
-        for error in (BadEncoding, TooLarge, NotJson, InvalidInput)
+        for error in ClientError.__subclasses__()
     }
 
 

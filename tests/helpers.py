@@ -101,6 +101,10 @@ class SteadyLoad:
         for thread in self._threads:
             thread.join(timeout=40)
 
+    def wait_for_requests_after(self, moment: float, count: int = 20) -> None:
+        """Wait until `count` requests have started after `moment` (to judge what came after)."""
+        wait_for(lambda: sum(at > moment for at, _ in self.timeline) >= count, 30, "traffic after")
+
     def failed(self) -> int:
         """Count the requests that did not get a 200."""
         return sum(n for kind, n in self.outcomes.items() if kind != "ok")

@@ -287,8 +287,7 @@ def test_serve_deploy_of_a_changed_config_under_load_drops_no_request(
             "the new replica",
         )
         rolled_in = time.monotonic() - started
-        done_at = time.monotonic()
-        wait_for(lambda: sum(at > done_at for at, _ in load.timeline) >= 20, 30, "traffic after")
+        load.wait_for_requests_after(time.monotonic())
     print(
         f"\nserve deploy of a changed config: new replica in {rolled_in:.1f} s; requests {dict(load.outcomes)}"
     )

@@ -2,11 +2,13 @@
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import ray
 from ray import serve
+from ray.serve import Deployment
 
 from sentiment.apps import DEPLOYMENT_OPTIONS, HEALTH_TEXT, Classifier
 from sentiment.model import BatchReport, Prediction
@@ -30,52 +32,51 @@ def running_replicas(app: str) -> int:
     return deployment.replica_states.get("RUNNING", 0)
 
 
-def deployed(app: str, settings: Settings, replicas_: int) -> Callable[[], None]:
-    """Deploy a Classifier app under its own prefix; return a function that deletes it."""
-    deployment = Classifier.options(name=f"{app}Classifier", num_replicas=replicas_)
+@contextmanager
+def deployed(
+    app: str, settings: Settings, cls: type = Classifier.func_or_class, **options
+) -> Iterator[Deployment]:
+    """Deploy `cls` with the production options (and `options`) as app `app` under /app; delete it
+    afterwards, whatever happened. Yield the deployment, to redeploy it."""
+    deployment = serve.deployment(cls, name=f"{app}Classifier", **{**DEPLOYMENT_OPTIONS, **options})
     serve.run(deployment.bind(settings), name=app, route_prefix=f"/{app}")
-    return lambda: serve.delete(app)
+    try:
+        yield deployment
+    finally:
+        serve.delete(app)
 
 
 def test_a_killed_replica_is_replaced_and_only_its_requests_fail(
     base_url: str, settings: Settings
 ) -> None:
-    delete = deployed("crash", settings, replicas_=2)
-    try:
-        with SteadyLoad(f"{base_url}/crash/classify") as load:
-            victim = replicas("crash")[0]
-            killed_at = time.monotonic()
-            ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)
-            # A new name beside the survivor, and Serve counting both as running.
-            wait_for(
-                lambda: (
-                    len(set(replicas("crash")) - {victim}) == 2 and running_replicas("crash") == 2
-                ),
-                60,
-                "a replacement replica",
-            )
-            back_in = time.monotonic() - killed_at
-            recovered_at = time.monotonic()
-            wait_for(
-                lambda: sum(at > recovered_at for at, _ in load.timeline) >= 20,
-                30,
-                "traffic after",
-            )
-        print(
-            f"\nreplica killed: back to 2 replicas in {back_in:.1f} s; requests {dict(load.outcomes)}"
+    with (
+        deployed("crash", settings, num_replicas=2),
+        SteadyLoad(f"{base_url}/crash/classify") as load,
+    ):
+        victim = replicas("crash")[0]
+        killed_at = time.monotonic()
+        ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)
+        # A new name beside the survivor, and Serve counting both as running.
+        wait_for(
+            lambda: len(set(replicas("crash")) - {victim}) == 2 and running_replicas("crash") == 2,
+            60,
+            "a replacement replica",
         )
-        # At most what the killed replica held: one request per client in flight.
-        assert load.failed() <= CLIENTS
-        assert load.all_ok_since(recovered_at)
-    finally:
-        delete()
+        back_in = time.monotonic() - killed_at
+        recovered_at = time.monotonic()
+        load.wait_for_requests_after(recovered_at)
+    print(
+        f"\nreplica killed: back to 2 replicas in {back_in:.1f} s; requests {dict(load.outcomes)}"
+    )
+    # At most what the killed replica held: one request per client in flight.
+    assert load.failed() <= CLIENTS
+    assert load.all_ok_since(recovered_at)
 
 
 def test_a_one_replica_app_comes_back_after_its_replica_dies(
     base_url: str, settings: Settings
 ) -> None:
-    delete = deployed("lonely", settings, replicas_=1)
-    try:
+    with deployed("lonely", settings):
         (victim,) = replicas("lonely")
         ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)
         wait_for(
@@ -84,33 +85,26 @@ def test_a_one_replica_app_comes_back_after_its_replica_dies(
             "the app",
         )
         assert replicas("lonely") != [victim]
-    finally:
-        delete()
 
 
 def test_a_redeploy_with_a_new_batch_size_drops_no_request(
     base_url: str, settings: Settings
 ) -> None:
-    delete = deployed("rolling", settings, replicas_=1)
-    try:
-        with SteadyLoad(f"{base_url}/rolling/classify") as load:
-            before = replicas("rolling")
-            changed = settings.model_copy(update={"max_batch_size": 8})
-            deployment = Classifier.options(name="rollingClassifier", num_replicas=1)
-            serve.run(deployment.bind(changed), name="rolling", route_prefix="/rolling")
-            wait_for(
-                lambda: replicas("rolling") and not set(replicas("rolling")) & set(before),
-                60,
-                "the new replica",
-            )
-            done_at = time.monotonic()
-            wait_for(
-                lambda: any(at > done_at for at, _ in load.timeline[-CLIENTS:]), 30, "traffic after"
-            )
-        print(f"\nredeploy under load: requests {dict(load.outcomes)}")
-        assert load.failed() == 0, load.outcomes
-    finally:
-        delete()
+    with (
+        deployed("rolling", settings) as deployment,
+        SteadyLoad(f"{base_url}/rolling/classify") as load,
+    ):
+        before = replicas("rolling")
+        changed = settings.model_copy(update={"max_batch_size": 8})
+        serve.run(deployment.bind(changed), name="rolling", route_prefix="/rolling")
+        wait_for(
+            lambda: replicas("rolling") and not set(replicas("rolling")) & set(before),
+            60,
+            "the new replica",
+        )
+        load.wait_for_requests_after(time.monotonic())
+    print(f"\nredeploy under load: requests {dict(load.outcomes)}")
+    assert load.failed() == 0, load.outcomes
 
 
 class Faulty(Classifier.func_or_class):
@@ -152,10 +146,8 @@ class Faulty(Classifier.func_or_class):
 def test_a_replica_whose_model_stops_answering_is_replaced(
     base_url: str, settings: Settings
 ) -> None:
-    deployment = serve.deployment(Faulty, name="FrozenClassifier", health_check_period_s=1)
-    serve.run(deployment.bind(settings), name="frozen", route_prefix="/frozen")
     url = f"{base_url}/frozen"
-    try:
+    with deployed("frozen", settings, Faulty, health_check_period_s=1):
         before = httpx.get(f"{url}/healthcheck", timeout=30).json()["replica"]
         serve.get_app_handle("frozen").freeze.remote().result(timeout_s=30)
         frozen_at = time.monotonic()
@@ -179,21 +171,15 @@ def test_a_replica_whose_model_stops_answering_is_replaced(
         replaced_in = time.monotonic() - frozen_at
         answer = httpx.post(f"{url}/classify", json={"input_text": "back again"}, timeout=30)
         assert answer.status_code == 200
-        print(
-            f"\nmodel frozen: /healthcheck 503, a request timed out (408) after {waited:.1f} s,"
-            f" replica replaced in {replaced_in:.1f} s"
-        )
-    finally:
-        serve.delete("frozen")
+    print(
+        f"\nmodel frozen: /healthcheck 503, a request timed out (408) after {waited:.1f} s,"
+        f" replica replaced in {replaced_in:.1f} s"
+    )
 
 
 def test_deleting_an_app_lets_its_replica_finish_what_it_holds(
     base_url: str, settings: Settings
 ) -> None:
-    # The production options: the replica holds all 8 (Serve's default would hold 5).
-    deployment = serve.deployment(Faulty, name="LeavingClassifier", **DEPLOYMENT_OPTIONS)
-    serve.run(deployment.bind(settings), name="leaving", route_prefix="/leaving")
-    serve.get_app_handle("leaving").slow_down.remote(2.0).result(timeout_s=30)
     texts = [f"in flight {n}" for n in range(8)]
     answers: dict[str, int | str] = {}
 
@@ -207,17 +193,21 @@ def test_deleting_an_app_lets_its_replica_finish_what_it_holds(
             answers[text] = type(error).__name__
 
     clients = [threading.Thread(target=send, args=(text,)) for text in texts]
-    for client in clients:
-        client.start()
-    # All 8 at the replica (its model calls take 2 s each, so none is answered yet).
-    handle = serve.get_app_handle("leaving")
-    wait_for(lambda: handle.held.remote().result(timeout_s=10) == 8, 30, "8 requests held")
-    assert not answers
-    started = time.monotonic()
-    serve.delete("leaving")  # returns once the replica has stopped
-    for client in clients:
-        client.join(timeout=60)
-    print(
-        f"\napp deleted with 8 requests in flight in {time.monotonic() - started:.1f} s: {answers}"
-    )
+    try:
+        with deployed("leaving", settings, Faulty):
+            handle = serve.get_app_handle("leaving")
+            handle.slow_down.remote(2.0).result(timeout_s=30)
+            for client in clients:
+                client.start()
+            # All 8 at the replica (its model calls take 2 s each, so none is answered yet).
+            wait_for(lambda: handle.held.remote().result(timeout_s=10) == 8, 30, "8 requests held")
+            assert not answers
+            started = time.monotonic()
+        # Leaving the block deleted the app: serve.delete returns once the replica has stopped.
+        deleted_in = time.monotonic() - started
+    finally:
+        for client in clients:
+            if client.is_alive():
+                client.join(timeout=60)
+    print(f"\napp deleted with 8 requests in flight in {deleted_in:.1f} s: {answers}")
     assert answers == dict.fromkeys(texts, 200)
