@@ -9,7 +9,7 @@ export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 RAY_CPUS ?= $(shell nproc)
 
-.PHONY: help install up down status check test test-container image bench bench-int8 lint format tiny-model full-model clean
+.PHONY: help install up down status check test test-container image bench bench-precision lint format tiny-model full-model clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -69,5 +69,5 @@ clean:  ## remove the venv and caches
 bench: install  ## the load benchmark (full-size stand-in model, ~8 min): bench/results/
 	$(BIN)/python -m bench
 
-bench-int8: install  ## int8 against fp32 in-process: speed and agreement
-	$(BIN)/python -m bench.quantization
+bench-precision: install  ## every precision in-process: speed, latency, agreement with fp32 (MODEL=DIR)
+	$(BIN)/python -m bench.precision $(if $(MODEL),--model $(MODEL))

@@ -25,5 +25,5 @@ def make_app(model: SentimentBertModel) -> FastAPI:
 
 if __name__ == "__main__":
     settings = Settings()
-    model = SentimentBertModel(settings.model, num_threads=settings.num_threads)
+    model = SentimentBertModel.from_settings(settings)
     uvicorn.run(make_app(model), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")

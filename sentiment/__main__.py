@@ -25,13 +25,7 @@ def main(argv: list[str] | None = None) -> int:
             SentimentBertModel.check_available(settings.model, settings.model_revision)
             print(f"model {settings.model} is available")
             return 0
-        model = SentimentBertModel(
-            settings.model,
-            revision=settings.model_revision,
-            device=settings.device,
-            num_threads=settings.num_threads,
-            quantization=settings.quantization,
-        )
+        model = SentimentBertModel.from_settings(settings)
     except ModelLoadError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -92,13 +92,8 @@ class BatchedModel:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.model = SentimentBertModel(
-            settings.model,
-            revision=settings.model_revision,
-            device=settings.device,
-            num_threads=settings.num_threads,
-            quantization=settings.quantization,
-        )
+        self.model = SentimentBertModel.from_settings(settings)
+        logger.info(f"loaded {self.model.describe()}")
         self.metrics = ModelMetrics()
         self.batcher = ContinuousBatcher(
             self._run_batch, settings.max_batch_size, settings.batch_wait_timeout_s

@@ -15,10 +15,17 @@ from transformers import (
 )
 from transformers.utils import logging as transformers_logging
 
-from sentiment.settings import DEFAULT_MODEL
+from sentiment.settings import DEFAULT_MODEL, Settings
 
 # Most texts per forward pass inside predict_batch; a caller's batch is split into chunks.
 DEFAULT_CHUNK_SIZE = 32
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32}
+# How far a score may move with the batch a text runs in (padding changes the sums' order), per
+# precision: what tests allow between a batch and one-by-one, or served and in-process answers.
+SCORE_TOLERANCE = {"fp32": 1e-4, "bf16": 2e-2, "fp16": 5e-3, "int8": 1e-2}
+# CPU flags that mean bf16 matrix work in hardware (Intel AMX, AVX512-BF16; Arm's BF16 extension).
+NATIVE_BF16_FLAGS = {"amx_bf16", "avx512_bf16", "bf16"}
 # Chunking by length (see SentimentBertModel._chunks): both measured best on review-like text.
 MAX_PADDING = 0.2
 MIN_CHUNK = 4
@@ -79,6 +86,32 @@ def check_folder(model: str) -> None:
         )
 
 
+def cpu_flags() -> set[str]:
+    """Read this CPU's feature flags (Linux /proc/cpuinfo; empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith(("flags", "Features")):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def resolve_precision(precision: str, device: str = "cpu") -> tuple[str, str]:
+    """Turn a precision setting into the one that runs, and say why (for the start-up line)."""
+    if precision != "auto":
+        return precision, "asked for"
+    if torch.device(device).type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return "bf16", "auto: this GPU supports bf16"
+        return "fp32", "auto: this GPU has no bf16"
+    native = sorted(cpu_flags() & NATIVE_BF16_FLAGS)
+    if torch.device(device).type == "cpu" and native:
+        return "bf16", f"auto: this CPU has {'+'.join(native)}"
+    return "fp32", "auto: no native bf16 on this device"
+
+
 def available_cores() -> int:
     """Count the cores this process may run on (not the machine's, under a CPU limit)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -95,27 +128,31 @@ class SentimentBertModel:
         device: str = "cpu",
         num_threads: int = 0,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
-        quantization: str = "none",
+        precision: str = "fp32",
     ) -> None:
         # Ray sets OMP_NUM_THREADS=1 in replicas; say the thread count out loud instead.
         torch.set_num_threads(num_threads or available_cores())
         self.name = model
         self.device = torch.device(device)
         self.chunk_size = chunk_size
+        self.precision, self.precision_reason = resolve_precision(precision, device)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be auto or one of {PRECISIONS}, not {precision!r}")
+        if self.precision == "int8" and self.device.type != "cpu":
+            raise ValueError("int8 runs on the CPU only; set SENTIMENT_DEVICE=cpu")
         # A progress bar per replica start is noise in server logs.
         transformers_logging.disable_progress_bar()
         check_folder(model)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model, revision=revision)
+            # The dtype always said: transformers 5 would otherwise keep whatever dtype was saved.
             self.model = AutoModelForSequenceClassification.from_pretrained(
-                model, revision=revision
+                model, revision=revision, dtype=DTYPES[self.precision]
             )
         except Exception as error:  # from_pretrained raises many kinds; all mean "not here".
             raise load_failure(model, error) from error
         self.model.to(self.device).eval()
-        if quantization == "int8":
-            if self.device.type != "cpu":
-                raise ValueError("int8 quantization runs on the CPU only; set SENTIMENT_DEVICE=cpu")
+        if self.precision == "int8":
             # Linear layers hold almost all of DistilBERT's compute; int8 weights, fp32 activations.
             self.model = torch.ao.quantization.quantize_dynamic(
                 self.model, {torch.nn.Linear}, dtype=torch.qint8
@@ -124,6 +161,24 @@ class SentimentBertModel:
         self.labels = [config.id2label[i] for i in range(config.num_labels)]
         # Tokenizers without a saved limit report a huge model_max_length; the model's own wins.
         self.max_length = min(self.tokenizer.model_max_length, config.max_position_embeddings)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "SentimentBertModel":
+        """Load the model the settings name, in the precision and on the device they say."""
+        return cls(
+            settings.model,
+            revision=settings.model_revision,
+            device=settings.device,
+            num_threads=settings.num_threads,
+            precision=settings.precision,
+        )
+
+    def describe(self) -> str:
+        """Say in one line what runs: model, precision and why, device, threads."""
+        return (
+            f"model {self.name}: precision {self.precision} ({self.precision_reason}),"
+            f" device {self.device}, {torch.get_num_threads()} threads"
+        )
 
     @staticmethod
     def check_available(model: str = DEFAULT_MODEL, revision: str | None = None) -> None:

@@ -36,9 +36,12 @@ class Settings(BaseModel):
         default_factory=_env("DEVICE", "cpu"),
         description="Torch device: cpu, or cuda where a GPU is present.",
     )
-    quantization: Literal["none", "int8"] = Field(
-        default_factory=_env("QUANTIZATION", "none"),
-        description="int8: dynamic int8 linear layers on CPU (faster, scores shift slightly).",
+    # auto: bf16 where the hardware does it natively (3x fp32 on an AMX CPU, same labels; run
+    # `python -m bench.precision --model DIR` on your own model before trusting any precision).
+    precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = Field(
+        default_factory=_env("PRECISION", "auto"),
+        description="Weights and math: auto (bf16 on hardware with native bf16, else fp32), fp32,"
+        " bf16, fp16, or int8 (dynamic int8 linear layers, CPU only).",
     )
     num_threads: int = Field(
         default_factory=_env("NUM_THREADS", 0),

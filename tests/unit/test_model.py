@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from transformers import pipeline
 
-from sentiment.model import ModelLoadError, SentimentBertModel
+from sentiment import model as model_module
+from sentiment.model import SCORE_TOLERANCE, ModelLoadError, SentimentBertModel, resolve_precision
 from sentiment.testing import WORDS
 from tests.helpers import assert_prediction, assert_same_prediction
 
@@ -148,7 +149,7 @@ def test_chunks_group_similar_lengths_and_cover_every_text(model: SentimentBertM
 def test_int8_mode_quantizes_and_mostly_agrees(
     tiny_model_dir: Path, model: SentimentBertModel
 ) -> None:
-    int8 = SentimentBertModel(str(tiny_model_dir), num_threads=1, quantization="int8")
+    int8 = SentimentBertModel(str(tiny_model_dir), num_threads=1, precision="int8")
     linears = [type(m) for m in int8.model.modules() if type(m).__name__ == "Linear"]
     assert linears and all("quantized.dynamic" in kind.__module__ for kind in linears), linears
     texts = sentences(60, seed=9)
@@ -157,3 +158,50 @@ def test_int8_mode_quantizes_and_mostly_agrees(
         assert_prediction(answer)
     agree = sum(a["label"] == b["label"] for a, b in zip(fp32, quantized, strict=True))
     assert agree >= 0.8 * len(texts)
+
+
+def test_auto_precision_follows_the_cpu_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(model_module, "cpu_flags", lambda: {"avx2", "avx512f", "fma"})
+    assert resolve_precision("auto", "cpu")[0] == "fp32"
+    for native in ("amx_bf16", "avx512_bf16"):
+        monkeypatch.setattr(model_module, "cpu_flags", lambda native=native: {"avx2", native})
+        precision, why = resolve_precision("auto", "cpu")
+        assert precision == "bf16" and native in why
+    assert resolve_precision("int8", "cpu") == ("int8", "asked for")
+
+
+def test_cpu_flags_are_read_from_this_machine() -> None:
+    # Linux CI: the flags line exists; every x86-64 CPU has sse2, every arm64 one fp/asimd.
+    flags = model_module.cpu_flags()
+    assert {"sse2"} <= flags or {"fp", "asimd"} <= flags, sorted(flags)[:20]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_each_precision_loads_in_its_dtype_and_batches_within_its_tolerance(
+    tiny_model_dir: Path, precision: str
+) -> None:
+    loaded = SentimentBertModel(str(tiny_model_dir), num_threads=1, precision=precision)
+    assert loaded.precision == precision
+    assert {p.dtype for p in loaded.model.parameters()} == {model_module.DTYPES[precision]}
+    texts = sentences(40, seed=11)
+    tolerance = SCORE_TOLERANCE[precision]
+    for text, answer in zip(texts, loaded.predict_batch(texts), strict=True):
+        alone = loaded.predict(text)
+        assert_prediction(answer, text)
+        for label, score in alone["scores"].items():
+            assert abs(answer["scores"][label] - score) <= tolerance, (precision, text)
+
+
+def test_a_model_saved_in_bf16_loads_in_the_precision_asked_for(tmp_path: Path) -> None:
+    from sentiment.testing import build_model
+
+    folder = build_model(tmp_path / "bf16", "tiny")
+    saved = SentimentBertModel(str(folder), num_threads=1, precision="bf16")
+    saved.model.save_pretrained(folder)
+    fp32 = SentimentBertModel(str(folder), num_threads=1, precision="fp32")
+    assert {p.dtype for p in fp32.model.parameters()} == {model_module.DTYPES["fp32"]}
+
+
+def test_unknown_precision_is_refused(tiny_model_dir: Path) -> None:
+    with pytest.raises(ValueError, match="precision must be auto or one of"):
+        SentimentBertModel(str(tiny_model_dir), precision="fp8")

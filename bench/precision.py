@@ -1,0 +1,175 @@
+"""Each precision in-process on the benchmark corpus: speed, batch-1 latency, agreement with fp32.
+
+    python -m bench.precision                     # the full-size stand-in (models/full, built if missing)
+    python -m bench.precision --model DIR         # your own model: run this before trusting a precision
+
+The stand-in is untrained, so its agreement figures say little about a real model's: its speed is
+real, its labels are not. A precision is safe for a model when its labels agree with fp32 on (nearly)
+every text of a corpus like the one it will serve.
+"""
+
+import argparse
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from bench.corpus import corpus
+from sentiment.model import PRECISIONS, Prediction, SentimentBertModel, available_cores, cpu_flags
+from sentiment.testing import ensure_model
+
+ROOT = Path(__file__).resolve().parents[1]
+BATCH = 32  # texts per forward pass for the throughput figure, as the server's chunks
+AGREEMENT_GOAL = 0.999  # labels equal to fp32's on this share of the corpus, to count as safe
+
+
+@dataclass
+class Figures:
+    """One precision's figures on one machine."""
+
+    precision: str
+    sentences_per_s: float  # length-sorted batches of BATCH
+    batch1_p50_ms: float
+    batch1_p99_ms: float
+    agreement: float  # share of texts whose label equals fp32's
+    max_score_diff: float  # largest difference from fp32 in any label's probability
+
+    @property
+    def safe(self) -> bool:
+        """Say whether its labels agree with fp32's often enough to serve it."""
+        return self.agreement >= AGREEMENT_GOAL
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Return the q-th percentile (0-100), nearest-rank; 0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+
+def throughput(model: SentimentBertModel, texts: list[str], seconds: float) -> float:
+    """Sentences/s in length-sorted batches of BATCH, striding through every length."""
+    by_length = sorted(texts, key=lambda t: len(model.tokenizer(t)["input_ids"]))
+    model.predict_batch(by_length[: 2 * BATCH])  # warm up
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        offset = (done * 7) % max(1, len(by_length) - BATCH)
+        model.predict_batch(by_length[offset : offset + BATCH])
+        done += BATCH
+    return done / (time.perf_counter() - start)
+
+
+def latencies(model: SentimentBertModel, texts: list[str], seconds: float) -> list[float]:
+    """Milliseconds per single-text call, over the corpus in order, for about `seconds`."""
+    model.predict(texts[0])  # warm up
+    found: list[float] = []
+    start = time.perf_counter()
+    for text in texts:
+        if time.perf_counter() - start > seconds and len(found) >= 20:
+            break
+        begin = time.perf_counter()
+        model.predict(text)
+        found.append((time.perf_counter() - begin) * 1000)
+    return found
+
+
+def agreement(ours: list[Prediction], reference: list[Prediction]) -> tuple[float, float]:
+    """Share of equal labels, and the largest score difference, against the reference answers."""
+    same = sum(a["label"] == b["label"] for a, b in zip(ours, reference, strict=True))
+    diff = max(
+        abs(a["scores"][label] - b["scores"][label])
+        for a, b in zip(ours, reference, strict=True)
+        for label in a["scores"]
+    )
+    return same / len(reference), diff
+
+
+def measure(
+    model_dir: str, precisions: list[str], texts: list[str], seconds: float, log=print
+) -> list[Figures]:
+    """Load the model in each precision in turn and measure it; fp32 is always the reference."""
+    figures, reference = [], None
+    for precision in ["fp32", *(p for p in precisions if p != "fp32")]:
+        log(f"{precision} ...")
+        model = SentimentBertModel(model_dir, num_threads=available_cores(), precision=precision)
+        answers = model.predict_batch(texts)
+        reference = reference or answers
+        agree, diff = agreement(answers, reference)
+        times = latencies(model, texts, seconds)
+        figures.append(
+            Figures(
+                precision=precision,
+                sentences_per_s=throughput(model, texts, seconds),
+                batch1_p50_ms=statistics.median(times),
+                batch1_p99_ms=percentile(times, 99),
+                agreement=agree,
+                max_score_diff=diff,
+            )
+        )
+        del model
+    return [f for f in figures if f.precision in precisions]
+
+
+def fastest_safe(figures: list[Figures]) -> Figures:
+    """The fastest precision whose labels agree with fp32's (fp32 itself always does)."""
+    return max((f for f in figures if f.safe), key=lambda f: f.sentences_per_s)
+
+
+def table(figures: list[Figures]) -> str:
+    """Render the figures as a markdown table."""
+    rows = [
+        f"| precision | sentences/s (batches of {BATCH}) | x fp32 | batch-1 p50 ms | batch-1 p99 ms"
+        " | labels = fp32 | max score diff |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    fp32 = next((f.sentences_per_s for f in figures if f.precision == "fp32"), None)
+    for f in figures:
+        ratio = f"{f.sentences_per_s / fp32:.2f}" if fp32 else "-"
+        rows.append(
+            f"| {f.precision} | {f.sentences_per_s:.1f} | {ratio} | {f.batch1_p50_ms:.1f} |"
+            f" {f.batch1_p99_ms:.1f} | {f.agreement:.2%} | {f.max_score_diff:.4f} |"
+        )
+    return "\n".join(rows)
+
+
+def cpu_line() -> str:
+    """Name this CPU and the flags that decide its precisions."""
+    name = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            name = next(
+                (ln.split(":", 1)[1].strip() for ln in cpuinfo if ln.startswith("model name")), name
+            )
+    except OSError:
+        pass
+    wanted = ("amx_bf16", "amx_fp16", "amx_int8", "avx512_bf16", "avx512_fp16", "avx512_vnni")
+    flags = sorted(cpu_flags() & set(wanted))
+    return f"{name}, {available_cores()} cores; flags: {', '.join(flags) or 'none of ' + ', '.join(wanted)}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure every precision and print the table."""
+    parser = argparse.ArgumentParser(prog="python -m bench.precision", description=__doc__)
+    parser.add_argument("--model", default=str(ROOT / "models" / "full"))
+    parser.add_argument("--texts", type=int, default=1000, help="corpus texts for agreement")
+    parser.add_argument("--seconds", type=float, default=10.0, help="per measurement")
+    parser.add_argument("--precisions", default=",".join(PRECISIONS))
+    args = parser.parse_args(argv)
+    ensure_model(args.model)
+    figures = measure(
+        args.model, args.precisions.split(","), corpus(args.texts), args.seconds, log=print
+    )
+    print(f"\n{args.model}, {args.texts} texts; {cpu_line()}\n")
+    print(table(figures))
+    best = fastest_safe(figures)
+    print(f"\nfastest with labels equal to fp32 on >= {AGREEMENT_GOAL:.1%}: {best.precision}")
+    for f in figures:
+        if not f.safe:
+            print(f"not safe on this model: {f.precision} ({asdict(f)['agreement']:.2%} agree)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
