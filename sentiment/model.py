@@ -20,7 +20,12 @@ from sentiment.settings import DEFAULT_MODEL, Settings
 # Most texts per forward pass inside predict_batch; a caller's batch is split into chunks.
 DEFAULT_CHUNK_SIZE = 32
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32}
+DTYPES = {
+    "fp32": torch.float32,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+    "int8": torch.float32,
+}
 # How far a score may move with the batch a text runs in (padding changes the sums' order), per
 # precision: what tests allow between a batch and one-by-one, or served and in-process answers.
 SCORE_TOLERANCE = {"fp32": 1e-4, "bf16": 2e-2, "fp16": 5e-3, "int8": 1e-2}
