@@ -26,7 +26,7 @@ RUN pip install -r /tmp/requirements.txt && rm -rf /tmp/wheels /tmp/*.txt /tmp/i
 
 RUN useradd --create-home --uid 1000 app && mkdir -p /models /cache && chown app /models /cache
 WORKDIR /app
-COPY pyproject.toml serve_config.yaml serve_with_rayserve.py serve_with_fastapi.py \
+COPY pyproject.toml ray.env serve_config.yaml serve_with_rayserve.py serve_with_fastapi.py \
      test_local_http_endpoint.py ./
 COPY sentiment/ sentiment/
 COPY docker/entrypoint.sh /usr/local/bin/sentiment-serve

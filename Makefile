@@ -22,9 +22,10 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 
 install: $(BIN)/.installed  ## make .venv with the pinned dependencies and the project
 
-up: install  ## start a Ray head (if none) and deploy both apps; honours SENTIMENT_MODEL
-	@$(BIN)/ray status >/dev/null 2>&1 || $(BIN)/ray start --head --num-cpus=$(RAY_CPUS) \
-		--dashboard-host=127.0.0.1 --metrics-export-port=8080 --disable-usage-stats
+up: install  ## start a Ray head (if none) with ray.env's fast path and deploy both apps; honours SENTIMENT_MODEL
+	@$(BIN)/ray status >/dev/null 2>&1 || (set -a && . ./ray.env && set +a && \
+		$(BIN)/ray start --head --num-cpus=$(RAY_CPUS) \
+		--dashboard-host=127.0.0.1 --metrics-export-port=8080 --disable-usage-stats)
 	$(BIN)/python serve_with_rayserve.py
 	$(BIN)/python serve_with_fastapi.py
 
@@ -34,8 +35,8 @@ check: install  ## query both running apps over HTTP
 status: install  ## show the Serve apps on the running head
 	$(BIN)/serve status
 
-down: install  ## stop Ray (and with it every app) on this machine
-	$(BIN)/ray stop
+down: install  ## stop Ray (and with it every app, and the HAProxy Ray leaves) on this machine
+	$(BIN)/python -m sentiment.deploy stop
 
 test: install  ## lint, then run every test tier
 	$(BIN)/ruff check .

@@ -1,13 +1,15 @@
 """The load benchmark: served throughput and latency against the in-process limit, in one run.
 
-    python -m bench                 # full-size model (built if missing), about 6 minutes
+    python -m bench                 # full-size model (built if missing), about 12 minutes
     python -m bench --smoke         # tiny model, about a second a step: checks the harness works
     python -m bench --model DIR --seconds 20 --concurrency 1,8,32,64
 
-It measures the in-process limit (same model and threads, best batch size, length-sorted), starts the
-project as a user would (`ray start --head`, both entry scripts), drives each endpoint on loopback at
-each concurrency for a bounded time, does the same to a plain FastAPI peer (bench/baseline.py), and
-writes results.json, results.md and results.png to --out, printing the table last.
+It measures the in-process limit in every precision this CPU runs natively (bench/precision.py:
+same model and threads, length-sorted batches of 32, batch-1 latency, agreement with fp32), starts
+the project as a user would (`ray start --head` with ray.env, both entry scripts, default settings),
+drives each endpoint on loopback at each concurrency for a bounded time, does the same to a plain
+FastAPI peer (bench/baseline.py) and to LitServe (bench/litserve_peer.py) in fp32 and in the fastest
+precision, and writes results.json, results.md and results.png to --out, printing the table last.
 """
 
 import argparse
@@ -16,7 +18,7 @@ import json
 import os
 import resource
 import shutil
-import statistics
+import signal
 import subprocess
 import sys
 import tempfile
@@ -29,13 +31,15 @@ from pathlib import Path
 import aiohttp
 
 from bench.corpus import corpus
-from sentiment.model import SentimentBertModel, available_cores
+from bench.precision import Figures, cpu_line, fastest_safe
+from bench.precision import measure as measure_precisions
+from sentiment.model import available_cores, cpu_flags, resolve_precision
+from sentiment.settings import ray_env
 from sentiment.testing import ensure_model
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 BATCH_TEXTS = 32  # texts per POST /classify/batch request
-IN_PROCESS_BATCHES = (1, 8, 16, 32, 64)
 
 
 @dataclass
@@ -73,37 +77,40 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
-def in_process_limit(model_dir: str, texts: list[str], seconds: float) -> dict:
-    """Measure the model in this process: sentences/s per batch size (length-sorted), batch-1 latency."""
-    model = SentimentBertModel(model_dir, num_threads=available_cores())
-    by_length = sorted(texts, key=lambda t: len(model.tokenizer(t)["input_ids"]))
-    throughput = {}
-    for batch in IN_PROCESS_BATCHES:
-        model.chunk_size = batch
-        model.predict_batch(by_length[: batch * 2])  # warm up
-        done, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            # Stride through the sorted corpus, so each pass sees every length.
-            offset = (done // batch * batch * 7) % max(1, len(by_length) - batch)
-            model.predict_batch(by_length[offset : offset + batch])
-            done += batch
-        throughput[batch] = done / (time.perf_counter() - start)
-    latencies, start = [], time.perf_counter()
-    for text in texts:
-        if time.perf_counter() - start > seconds and len(latencies) >= 20:
-            break
-        begin = time.perf_counter()
-        model.predict(text)
-        latencies.append((time.perf_counter() - begin) * 1000)
-    best = max(throughput, key=throughput.get)
+def precisions_to_measure() -> list[str]:
+    """fp32, int8, and the 16-bit formats this CPU does in hardware (the others only emulate them)."""
+    flags = cpu_flags()
+    native = {"bf16": {"amx_bf16", "avx512_bf16"}, "fp16": {"amx_fp16", "avx512_fp16"}}
+    return ["fp32", *(p for p, needs in native.items() if flags & needs), "int8"]
+
+
+def limit_of(figures: list[Figures]) -> dict:
+    """The in-process limit the targets are measured against, and what each precision did."""
+    best = fastest_safe(figures)
+    quickest = min((f for f in figures if f.safe), key=lambda f: f.batch1_p50_ms)
     return {
         "threads": available_cores(),
-        "sentences_per_s": throughput,
-        "best_batch": best,
-        "limit_sentences_per_s": throughput[best],
-        "batch1_p50_ms": statistics.median(latencies),
-        "batch1_p99_ms": percentile(latencies, 99),
+        "precisions": [asdict(f) for f in figures],
+        "best_precision": best.precision,
+        "limit_sentences_per_s": best.sentences_per_s,
+        "batch1_p50_ms": quickest.batch1_p50_ms,
+        "batch1_precision": quickest.precision,
     }
+
+
+def replica_memory_mb() -> dict[str, float]:
+    """Resident memory of each Serve replica on this machine, by its process title."""
+    found = {}
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            title = (proc / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+            if title.startswith("ray::ServeReplica:"):
+                status = (proc / "status").read_text()
+                kb = int(status.split("VmRSS:")[1].split()[0])
+                found[f"{title.removeprefix('ray::ServeReplica:')} ({proc.name})"] = kb / 1024
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
 
 
 async def drive(
@@ -153,6 +160,12 @@ def measure(target: str, url: str, texts: list[str], concurrency: int, seconds: 
             return session.post(url, json={"texts": texts[start : start + BATCH_TEXTS]})
 
         per_request = BATCH_TEXTS
+    elif "/predict" in target:  # LitServe: the text in a JSON body
+
+        def request(session: aiohttp.ClientSession, n: int):
+            return session.post(url, json={"input_text": texts[n % size]})
+
+        per_request = 1
     else:
         param = "txt" if target.startswith("GET") else "input_text"
         method = "get" if target.startswith("GET") else "post"
@@ -235,38 +248,45 @@ def served(model_dir: str, env: dict[str, str]) -> Iterator[str]:
         wait_until_up(f"{url}/healthcheck", 120)
         yield url
     finally:
+        # `ray stop` and the HAProxy it leaves behind (sentiment.deploy.stop).
         subprocess.run(
-            [str(BIN / "ray"), "stop", "--force"], env=env, capture_output=True, timeout=120
+            [sys.executable, "-m", "sentiment.deploy", "stop"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            timeout=120,
         )
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 @contextmanager
-def baseline(model_dir: str, env: dict[str, str]) -> Iterator[str]:
-    """Start the plain FastAPI peer; stop it by PID afterwards."""
+def peer(module: str, model_dir: str, env: dict[str, str], ready: str) -> Iterator[str]:
+    """Start a peer server (`python -m MODULE PORT`); stop it by PID afterwards."""
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "bench.baseline", str(port)],
+        [sys.executable, "-m", module, str(port)],
         cwd=ROOT,
         env={**env, "SENTIMENT_MODEL": model_dir},
         stdout=subprocess.DEVNULL,
+        start_new_session=True,  # LitServe runs worker processes: stop the whole group
     )
     try:
-        wait_until_up(f"http://127.0.0.1:{port}/docs", 120, server)
+        wait_until_up(f"http://127.0.0.1:{port}{ready}", 120, server)
         yield f"http://127.0.0.1:{port}"
     finally:
-        server.terminate()
+        os.killpg(server.pid, signal.SIGTERM)
         try:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            server.kill()
+            os.killpg(server.pid, signal.SIGKILL)
             server.wait(timeout=30)
 
 
 def targets_met(limit: dict, runs: list[Run], levels: list[int]) -> list[str]:
-    """Check the issue's targets; one line per target, with the ratio that decides it."""
+    """Check the performance issue's targets; one line per target, with the ratio that decides it."""
     at = {(r.target, r.concurrency): r for r in runs}
     top = 32 if 32 in levels else max(levels)
+    best = limit["best_precision"]
     lines = []
     for target, goal in (
         ("GET /router", 0.85),
@@ -279,7 +299,7 @@ def targets_met(limit: dict, runs: list[Run], levels: list[int]) -> list[str]:
             ok = ratio >= goal and run.errors == 0
             lines.append(
                 f"{'met ' if ok else 'MISS'} {target} at c{top}: {ratio:.2f}x the in-process limit"
-                f" (goal {goal}x), {run.errors} errors"
+                f" ({best}, goal {goal}x), {run.errors} errors"
             )
     low = min(levels)
     for target in ("GET /router", "POST /classify"):
@@ -287,28 +307,44 @@ def targets_met(limit: dict, runs: list[Run], levels: list[int]) -> list[str]:
         if run:
             extra = run.p50_ms - limit["batch1_p50_ms"]
             lines.append(
-                f"{'met ' if extra <= 5 else 'MISS'} {target} at c{low}: p50 {run.p50_ms:.1f} ms,"
-                f" in-process batch-1 p50 + {extra:.1f} ms (goal +5 ms)"
+                f"{'met ' if extra <= 3 else 'MISS'} {target} at c{low}: p50 {run.p50_ms:.1f} ms,"
+                f" the fastest in-process batch-1 p50 ({limit['batch1_precision']}) + {extra:.1f} ms"
+                " (goal +3 ms)"
             )
-    peer = at.get(("baseline POST /classify", top))
+    litserve = at.get((f"litserve POST /predict ({best})", top))
     for target in ("GET /router", "POST /classify"):
         run = at.get((target, top))
-        if run and peer and peer.rps:
-            ratio = run.rps / peer.rps
+        if run and litserve and litserve.rps:
+            ratio = run.rps / litserve.rps
             lines.append(
-                f"{'met ' if ratio >= 2 else 'MISS'} {target} at c{top}: {ratio:.2f}x the plain"
-                " FastAPI peer's requests/s (goal 2x)"
+                f"{'met ' if ratio >= 2 else 'MISS'} {target} at c{top}: {ratio:.2f}x LitServe's"
+                f" requests/s in {best} (goal 2x)"
             )
+    errors = sum(r.errors for r in runs)
+    lines.append(f"{'met ' if not errors else 'MISS'} errors in every cell: {errors} in all")
     return lines
 
 
-def table(limit: dict, runs: list[Run]) -> str:
-    """Render the results as a markdown table."""
+def table(limit: dict, runs: list[Run], memory: dict[str, float]) -> str:
+    """Render the results as markdown: the in-process limits, then every served cell."""
     best = limit["limit_sentences_per_s"]
     rows = [
-        f"In-process limit: {best:.1f} sentences/s (batch {limit['best_batch']}, length-sorted,"
-        f" {limit['threads']} threads); batch-1 latency p50 {limit['batch1_p50_ms']:.1f} ms,"
-        f" p99 {limit['batch1_p99_ms']:.1f} ms.",
+        f"In-process ({limit['threads']} threads, length-sorted batches of 32; batch-1 over the"
+        " corpus in order):",
+        "",
+        "| precision | sentences/s | batch-1 p50 ms | batch-1 p99 ms | labels = fp32 | max score diff |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for f in limit["precisions"]:
+        rows.append(
+            f"| {f['precision']} | {f['sentences_per_s']:.1f} | {f['batch1_p50_ms']:.1f} |"
+            f" {f['batch1_p99_ms']:.1f} | {f['agreement']:.2%} | {f['max_score_diff']:.4f} |"
+        )
+    rows += [
+        "",
+        f"Limit: {best:.1f} sentences/s ({limit['best_precision']}, the fastest whose labels agree"
+        f" with fp32's); fastest batch-1 p50 {limit['batch1_p50_ms']:.1f} ms"
+        f" ({limit['batch1_precision']}).",
         "",
         "| target | conc. | req/s | texts/s | x limit | p50 ms | p95 ms | p99 ms | errors | loadgen CPU |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -318,6 +354,11 @@ def table(limit: dict, runs: list[Run]) -> str:
             f"| {r.target} | {r.concurrency} | {r.rps:.1f} | {r.tps:.1f} | {r.tps / best:.2f} |"
             f" {r.p50_ms:.1f} | {r.p95_ms:.1f} | {r.p99_ms:.1f} | {r.errors} | {r.loadgen_cpu:.2f} |"
         )
+    rows += [
+        "",
+        "Replica memory after the load (RSS): "
+        + ", ".join(f"{name} {mb:.0f} MB" for name, mb in sorted(memory.items())),
+    ]
     return "\n".join(rows)
 
 
@@ -356,7 +397,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, help="seconds per step (default 15, smoke 1)")
     parser.add_argument("--concurrency", help="comma-separated levels (default 1,8,32,64)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"), help="results folder")
-    parser.add_argument("--no-baseline", action="store_true", help="skip the plain FastAPI peer")
+    parser.add_argument("--no-peers", action="store_true", help="skip FastAPI and LitServe")
+    parser.add_argument(
+        "--precisions",
+        help="in-process precisions (default: fp32, int8 and this CPU's native ones)",
+    )
     args = parser.parse_args(argv)
     seconds = args.seconds or (1.0 if args.smoke else 15.0)
     levels = [
@@ -365,6 +410,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     env = {
+        # Serve's fast path as a user gets it by default; a variable set here wins (to compare).
+        **ray_env(),
         **os.environ,
         "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled"),
         "RAY_USAGE_STATS_ENABLED": "0",
@@ -375,8 +422,15 @@ def main(argv: list[str] | None = None) -> int:
     model_dir = args.model or ensure_model(ROOT / "models" / kind, kind)
     texts = corpus(300 if args.smoke else 2000)
 
-    print(f"in-process limit ({model_dir}) ...", flush=True)
-    limit = in_process_limit(model_dir, texts, seconds)
+    print(f"in-process limits ({model_dir}) ...", flush=True)
+    figures = measure_precisions(
+        model_dir,
+        args.precisions.split(",") if args.precisions else precisions_to_measure(),
+        texts[: 300 if args.smoke else 1000],
+        seconds,
+        log=lambda line: print(f"  {line}", flush=True),
+    )
+    limit = limit_of(figures)
     runs: list[Run] = []
     with served(model_dir, env) as url:
         for target, path in (
@@ -387,22 +441,37 @@ def main(argv: list[str] | None = None) -> int:
             for level in levels:
                 print(f"{target} at concurrency {level} ...", flush=True)
                 runs.append(measure(target, url + path, texts, level, seconds))
-    if not args.no_baseline:
-        with baseline(model_dir, env) as url:
-            for level in levels:
-                print(f"baseline at concurrency {level} ...", flush=True)
-                runs.append(
-                    measure("baseline POST /classify", url + "/classify", texts, level, seconds)
-                )
+        memory = replica_memory_mb()
+    if not args.no_peers:
+        # The peers run the precision the project runs by default, and LitServe fp32 too.
+        default = resolve_precision(env.get("SENTIMENT_PRECISION", "auto"))[0]
+        peers = [("baseline POST /classify", "bench.baseline", "/docs", "/classify", default)]
+        for precision in dict.fromkeys(["fp32", limit["best_precision"]]):
+            name = f"litserve POST /predict ({precision})"
+            peers.append((name, "bench.litserve_peer", "/health", "/predict", precision))
+        for name, module, ready, path, precision in peers:
+            with peer(module, model_dir, {**env, "SENTIMENT_PRECISION": precision}, ready) as url:
+                for level in levels:
+                    print(f"{name} at concurrency {level} ...", flush=True)
+                    runs.append(measure(name, url + path, texts, level, seconds))
 
     verdicts = targets_met(limit, runs, levels)
-    markdown = table(limit, runs) + "\n\n" + "\n".join(f"- {line}" for line in verdicts) + "\n"
+    markdown = (
+        f"{model_dir}; {cpu_line()}\n\n"
+        + table(limit, runs, memory)
+        + "\n\n"
+        + "\n".join(f"- {line}" for line in verdicts)
+        + "\n"
+    )
     results = {
         "model": model_dir,
+        "cpu": cpu_line(),
         "cores": available_cores(),
         "seconds_per_step": seconds,
+        "ray_env": {name: env[name] for name in ray_env()},
         "in_process": limit,
         "runs": [{**asdict(r), "rps": r.rps, "tps": r.tps} for r in runs],
+        "replica_memory_mb": memory,
         "targets": verdicts,
     }
     (out / "results.json").write_text(json.dumps(results, indent=2))

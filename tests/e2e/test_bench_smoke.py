@@ -39,10 +39,13 @@ def test_benchmark_runs_end_to_end(tiny_model_dir: Path, tmp_path: Path) -> None
         "POST /classify",
         "POST /classify/batch",
         "baseline POST /classify",
+        "litserve POST /predict (fp32)",
     ):
         assert {(target, 1), (target, 2)} <= targets
     assert all(run["errors"] == 0 and run["tps"] > 0 for run in results["runs"]), results["runs"]
     assert results["in_process"]["limit_sentences_per_s"] > 0
+    assert {"fp32", "int8"} <= {f["precision"] for f in results["in_process"]["precisions"]}
+    assert results["replica_memory_mb"] and all(results["replica_memory_mb"].values())
     assert (tmp_path / "results.png").stat().st_size > 10_000
     assert "| target |" in (tmp_path / "results.md").read_text()
     assert done.stdout.rstrip().endswith((tmp_path / "results.md").read_text().rstrip())

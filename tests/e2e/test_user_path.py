@@ -104,7 +104,8 @@ def head(tiny_model_dir: Path) -> Iterator[Head]:
             logs=Path(temp_dir) / "session_latest" / "logs",
         )
     finally:
-        run([str(BIN / "ray"), "stop", "--force"], env, timeout=120)
+        # `ray stop` and the HAProxy it leaves behind, as `make down` does.
+        run([sys.executable, "-m", "sentiment.deploy", "stop"], env, timeout=120)
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 

@@ -8,7 +8,7 @@ import ray
 from ray import serve
 
 from sentiment.apps import BUILDERS, ROUTE_PREFIXES
-from sentiment.deploy import http_options
+from sentiment.deploy import http_options, stop_haproxy
 from sentiment.settings import Settings
 from tests.helpers import free_port
 
@@ -45,11 +45,13 @@ def ray_session() -> Iterator[None]:
         log_to_driver=False,
         _node_ip_address="127.0.0.1",
     )
+    nodes = [node["NodeID"] for node in ray.nodes()]
     try:
         yield
     finally:
         serve.shutdown()
         ray.shutdown()
+        stop_haproxy(nodes)
 
 
 @pytest.fixture(scope="package")

@@ -17,19 +17,19 @@ from tests.helpers import assert_prediction, assert_same_prediction
 @pytest.fixture(scope="module")
 def in_process(settings: Settings) -> SentimentBertModel:
     """The same model in this process: what every served answer must equal."""
-    return SentimentBertModel(settings.model, num_threads=1)
+    return SentimentBertModel.from_settings(settings)
 
 
 def test_router_answers(base_url: str, in_process: SentimentBertModel) -> None:
     response = httpx.get(f"{base_url}/router", params={"txt": "i like you"})
     assert response.status_code == 200
-    assert_same_prediction(response.json(), in_process.predict("i like you"))
+    assert_same_prediction(response.json(), in_process.predict("i like you"), in_process.precision)
 
 
 def test_test_route(base_url: str, in_process: SentimentBertModel) -> None:
     response = httpx.get(f"{base_url}/test")
     assert response.status_code == 200
-    assert_same_prediction(response.json(), in_process.predict(TEST_TEXT))
+    assert_same_prediction(response.json(), in_process.predict(TEST_TEXT), in_process.precision)
 
 
 def test_healthcheck_runs_the_model(base_url: str, settings: Settings) -> None:
@@ -45,8 +45,8 @@ def test_classify_by_query_and_by_body_agree(base_url: str, in_process: Sentimen
     by_query = httpx.post(f"{base_url}/classify", params={"input_text": text})
     by_body = httpx.post(f"{base_url}/classify", json={"input_text": text})
     assert by_query.status_code == by_body.status_code == 200
-    assert_same_prediction(by_query.json(), in_process.predict(text))
-    assert_same_prediction(by_body.json(), in_process.predict(text))
+    assert_same_prediction(by_query.json(), in_process.predict(text), in_process.precision)
+    assert_same_prediction(by_body.json(), in_process.predict(text), in_process.precision)
 
 
 def test_batch_endpoint_answers_in_order(base_url: str, in_process: SentimentBertModel) -> None:
@@ -56,7 +56,7 @@ def test_batch_endpoint_answers_in_order(base_url: str, in_process: SentimentBer
     results = response.json()["results"]
     assert [r["input_text"] for r in results] == texts
     for served, expected in zip(results, in_process.predict_batch(texts), strict=True):
-        assert_same_prediction(served, expected)
+        assert_same_prediction(served, expected, in_process.precision)
 
 
 def test_long_text_under_the_cap_is_truncated_and_answered(base_url: str) -> None:
@@ -97,7 +97,7 @@ def test_100_concurrent_distinct_requests_each_get_their_own_answer(
     assert [r.status_code for r in responses] == [200] * len(texts)
     expected = in_process.predict_batch(texts)
     for response, want in zip(responses, expected, strict=True):
-        assert_same_prediction(response.json(), want)
+        assert_same_prediction(response.json(), want, in_process.precision)
 
 
 def test_both_apps_are_running(base_url: str) -> None:

@@ -16,6 +16,7 @@ from ray import serve
 from ray.cluster_utils import Cluster
 
 from sentiment.apps import CLASSIFIER_APP, ROUTE_PREFIXES, Classifier
+from sentiment.deploy import stop_haproxy
 from sentiment.model import SentimentBertModel
 from sentiment.settings import Settings
 from tests.helpers import assert_same_prediction, free_port, wait_for
@@ -41,7 +42,13 @@ def two_nodes(tiny_model_dir: Path) -> Iterator[TwoNodes]:
     try:
         # Connect on loopback: left alone, the driver swaps 127.0.0.1 for the machine's address.
         ray.init(address=cluster.address, _node_ip_address="127.0.0.1", logging_level="ERROR")
-        worker_env = {"RAY_SERVE_WORKER_PROXY_HTTP_PORT": str(worker_port)}
+        # Both nodes share this machine: the worker's proxy needs its own ports (HTTP, and
+        # HAProxy's stats and metrics listeners).
+        worker_env = {
+            "RAY_SERVE_WORKER_PROXY_HTTP_PORT": str(worker_port),
+            "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
+            "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+        }
         cluster.add_node(**{**NODE, "env_vars": worker_env})
         cluster.wait_for_nodes()
         serve.start(http_options={"host": "127.0.0.1", "port": head_port, "location": "EveryNode"})
@@ -60,9 +67,11 @@ def two_nodes(tiny_model_dir: Path) -> Iterator[TwoNodes]:
             settings=settings,
         )
     finally:
+        nodes = [node["NodeID"] for node in ray.nodes()] if ray.is_initialized() else []
         serve.shutdown()
         ray.shutdown()
         cluster.shutdown()
+        stop_haproxy(nodes)
 
 
 def test_cluster_has_two_nodes_and_a_proxy_on_each(two_nodes: TwoNodes) -> None:
@@ -88,7 +97,7 @@ def test_replicas_on_both_nodes_answer_through_both_proxies(two_nodes: TwoNodes)
 
 
 def test_answers_through_either_proxy_equal_in_process(two_nodes: TwoNodes) -> None:
-    model = SentimentBertModel(two_nodes.settings.model, num_threads=1)
+    model = SentimentBertModel.from_settings(two_nodes.settings)
     texts = [f"review {n}: the film was {'great' if n % 2 else 'dull'}" for n in range(40)]
 
     async def send_all() -> list[httpx.Response]:
@@ -104,4 +113,4 @@ def test_answers_through_either_proxy_equal_in_process(two_nodes: TwoNodes) -> N
     responses = asyncio.run(send_all())
     assert [r.status_code for r in responses] == [200] * len(texts)
     for response, expected in zip(responses, model.predict_batch(texts), strict=True):
-        assert_same_prediction(response.json(), expected)
+        assert_same_prediction(response.json(), expected, model.precision)

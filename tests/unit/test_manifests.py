@@ -9,7 +9,7 @@ from ray.serve.schema import ServeDeploySchema
 
 from sentiment.apps import BUILDERS, ROUTE_PREFIXES
 from sentiment.deploy import http_options
-from sentiment.settings import Settings
+from sentiment.settings import Settings, ray_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,6 +65,14 @@ def test_rayservice_pods_are_sized_probed_and_run_the_image() -> None:
         probe = worker["template"]["spec"]["containers"][0]["readinessProbe"]
         assert probe["httpGet"] == {"path": "/-/healthz", "port": 8000}
         assert worker["minReplicas"] <= worker["replicas"] <= worker["maxReplicas"]
+
+
+def test_every_pod_starts_ray_with_the_flags_of_ray_env() -> None:
+    spec = rayservice()["spec"]["rayClusterConfig"]
+    for group in [spec["headGroupSpec"], *spec["workerGroupSpecs"]]:
+        (container,) = group["template"]["spec"]["containers"]
+        env = {item["name"]: item["value"] for item in container["env"]}
+        assert ray_env().items() <= env.items(), container["name"]
 
 
 def test_the_scripts_start_serve_as_the_config_does(monkeypatch: pytest.MonkeyPatch) -> None:
