@@ -203,6 +203,7 @@ class Classifier(BatchedModel):
         return Health(
             status="ok",
             model=self.settings.model,
+            precision=self.model.precision,
             replica=serve.get_replica_context().replica_id.unique_id,
             node=ray.get_runtime_context().get_node_id(),
         )

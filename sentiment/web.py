@@ -178,5 +178,6 @@ class Health(BaseModel):
 
     status: str
     model: str
+    precision: str = Field(description="What the model runs in: fp32, bf16, fp16 or int8.")
     replica: str = Field(description="The Serve replica that answered.")
     node: str = Field(description="The Ray node that replica runs on.")

@@ -32,11 +32,15 @@ def test_test_route(base_url: str, in_process: SentimentBertModel) -> None:
     assert_same_prediction(response.json(), in_process.predict(TEST_TEXT), in_process.precision)
 
 
-def test_healthcheck_runs_the_model(base_url: str, settings: Settings) -> None:
+def test_healthcheck_runs_the_model(
+    base_url: str, settings: Settings, in_process: SentimentBertModel
+) -> None:
     response = httpx.get(f"{base_url}/healthcheck")
     assert response.status_code == 200
     health = response.json()
     assert (health["status"], health["model"]) == ("ok", settings.model)
+    # The default, auto, resolves on the replica as it does here (bf16 on a CPU with AMX).
+    assert health["precision"] == in_process.precision
     assert health["replica"] and health["node"]
 
 

@@ -87,8 +87,10 @@ def test_replicas_on_both_nodes_answer_through_both_proxies(two_nodes: TwoNodes)
     def every_node_seen() -> bool:
         for url, nodes in seen.items():
             response = httpx.get(f"{url}/healthcheck", timeout=10)
-            assert response.status_code == 200
-            nodes.add(response.json()["node"])
+            # Just after a deploy, a node's HAProxy may not have loaded the app yet (a 500 from
+            # Serve's fallback): poll, as a load balancer's readiness probe would.
+            if response.status_code == 200:
+                nodes.add(response.json()["node"])
         return set().union(*seen.values()) == two_nodes.node_ids
 
     # Each proxy may prefer its own node's replica; over both proxies, both replicas answer.
