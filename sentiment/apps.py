@@ -124,8 +124,9 @@ class BatchedModel:
 
 
 DEPLOYMENT_OPTIONS = {
-    # Batches can only be as large as the requests a replica holds at once (Serve's default is 5).
-    "max_ongoing_requests": 128,  # 2x the default max_batch_size (64)
+    # Batches can only hold the texts of the requests a replica holds at once (Serve's default is
+    # 5 requests): 128 single texts, or far more texts from batch requests.
+    "max_ongoing_requests": 128,
     # Past this many waiting requests, answer at once with 503 and Retry-After instead of queueing
     # without bound (a few seconds of work at the full model's rate on 2 cores).
     "max_queued_requests": 256,
@@ -232,12 +233,8 @@ class Classifier(BatchedModel):
 
 
 def _options(settings: Settings) -> dict:
-    """Deployment options that follow the settings: request limit and log encoding."""
+    """Deployment options that follow the settings: the log encoding."""
     return {
-        # At least twice the batch size, so batches can fill.
-        "max_ongoing_requests": max(
-            DEPLOYMENT_OPTIONS["max_ongoing_requests"], 2 * settings.max_batch_size
-        ),
         "logging_config": LoggingConfig(
             encoding=settings.log_format.upper(), enable_access_log=False
         ),

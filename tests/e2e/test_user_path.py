@@ -20,6 +20,7 @@ import httpx
 import pytest
 import yaml
 
+from sentiment.deploy import haproxy_pids
 from tests.helpers import SteadyLoad, answers, free_port, gone, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -127,6 +128,12 @@ def test_the_two_scripts_deploy_both_apps(head: Head) -> None:
     assert f"{head.http_url}/classify" in fastapi.stdout
     # The scripts have exited; the apps stay up.
     check_both_apps(head)
+
+
+def test_the_head_serves_through_haproxy_by_default(head: Head) -> None:
+    # ray.env, as `make up` loads it: Ray's HAProxy in front, not its Python proxy.
+    assert haproxy_pids(), "no HAProxy runs: was the head started without ray.env?"
+    assert answers(f"{head.http_url}/healthcheck")
 
 
 def test_running_a_script_again_updates_its_app_in_place(head: Head) -> None:
