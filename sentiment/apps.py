@@ -9,6 +9,7 @@ Both classify through BatchedModel: the model loaded once per replica, behind on
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -28,12 +29,13 @@ from sentiment.metrics import ModelMetrics
 from sentiment.model import Prediction, SentimentBertModel
 from sentiment.settings import Settings
 from sentiment.web import (
+    ApiError,
     BatchOut,
     BatchRequest,
     ClassifyRequest,
-    ClientError,
     Health,
     InvalidInput,
+    Overloaded,
     PredictionOut,
     check_json_body,
     check_query_encoding,
@@ -51,6 +53,15 @@ ROUTE_PREFIXES = {ROUTER_APP: "/router", CLASSIFIER_APP: "/"}
 # The tutorial's /test sentence.
 TEST_TEXT = "Ray Serve makes serving models easy, and I love it"
 HEALTH_TEXT = "health check"
+WARM_UP_TEXTS = 8
+# How much each model call moves the measured seconds per text (an exponential moving average
+# of the cost, not of the rate: it follows a model that slows down within a few calls).
+COST_WEIGHT = 0.3
+
+
+class ModelStuck(RuntimeError):
+    """A model call has run far longer than any legitimate one."""
+
 
 # Serve's replica logger: its handlers write the replica's log file (and JSON when asked).
 logger = logging.getLogger("ray.serve")
@@ -93,34 +104,76 @@ class BatchedModel:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.model = SentimentBertModel.from_settings(settings)
-        logger.info(f"loaded {self.model.describe()}")
         self.metrics = ModelMetrics()
+        # Model seconds per text, the measure of the work budget: first from a warm call (the
+        # one before it spares the first request the model's one-time setup), then from traffic.
+        self.model.predict_batch([TEST_TEXT] * WARM_UP_TEXTS)
+        started = time.perf_counter()
+        self.model.predict_batch([TEST_TEXT] * WARM_UP_TEXTS)
+        self.text_seconds = (time.perf_counter() - started) / WARM_UP_TEXTS
+        logger.info(
+            f"loaded {self.model.describe()}; {1 / self.text_seconds:.0f} texts/s in calls of 8"
+        )
         self.batcher = ContinuousBatcher(
-            self._run_batch, settings.max_batch_size, settings.batch_wait_timeout_s
+            self._run_batch,
+            settings.max_batch_size,
+            settings.batch_wait_timeout_s,
+            observe_wait=self.metrics.queue_seconds.observe,
         )
 
     def _run_batch(self, texts: list[str]) -> list[tuple[Prediction, int]]:
-        """Run one model call, record its metrics, and pair each answer with the batch size."""
+        """Run one model call, record its metrics and cost, and pair each answer with the batch size."""
         started = time.perf_counter()
         report = self.model.predict_batch_report(texts)
-        self.metrics.record(report, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        self.metrics.record(report, seconds)
+        self.text_seconds += COST_WEIGHT * (seconds / len(texts) - self.text_seconds)
         return [(prediction, len(texts)) for prediction in report.predictions]
+
+    def admit(self, count: int) -> None:
+        """Refuse `count` more texts when the work ahead of them is past the budget (503)."""
+        ahead = self.batcher.queued + self.batcher.running
+        wait_s = (ahead + count) * self.text_seconds
+        # A replica with nothing ahead takes any request the caps allow: it is the fastest it gets.
+        if ahead and wait_s > self.settings.max_queue_s:
+            retry_after = math.ceil(wait_s - self.settings.max_queue_s)
+            raise Overloaded(
+                f"this replica has {wait_s:.1f} s of work queued, more than its"
+                f" {self.settings.max_queue_s:g} s budget (SENTIMENT_MAX_QUEUE_S); retry later",
+                headers={"Retry-After": str(retry_after)},
+            )
 
     async def classify(self, text: str) -> Prediction:
         """Classify one text through the batcher."""
-        prediction, batch_size = await self.batcher.submit(text)
-        sizes = _batch_sizes.get()
-        if sizes is not None:
-            sizes.append(batch_size)
+        (prediction,) = await self.classify_many([text])
         return prediction
 
     async def classify_many(self, texts: list[str]) -> list[Prediction]:
-        """Classify several texts through the same batcher, so they batch with everyone else's."""
-        return list(await asyncio.gather(*(self.classify(text) for text in texts)))
+        """Classify one request's texts through the batcher, beside everyone else's, or refuse them."""
+        self.admit(len(texts))
+        answers = await self.batcher.submit_many(texts)
+        sizes = _batch_sizes.get()
+        if sizes is not None:
+            sizes.extend(size for _, size in answers)
+        return [prediction for prediction, _ in answers]
 
     async def check_health(self) -> None:
-        """Let Serve replace this replica when the model stops answering."""
-        await asyncio.wait_for(self.classify(HEALTH_TEXT), timeout=self.health_timeout_s)
+        """Fail when the model is stuck or broken, not when it is busy (Serve replaces a replica
+        whose checks fail, and with it every request it holds)."""
+        batcher = self.batcher
+        if batcher.running_since is not None:
+            running_s = time.monotonic() - batcher.running_since
+            if running_s > self.settings.stuck_after_s:
+                raise ModelStuck(
+                    f"a model call has run for {running_s:.0f} s"
+                    f" (SENTIMENT_STUCK_AFTER_S={self.settings.stuck_after_s:g})"
+                )
+        # Busy, and its last call answered: the traffic is the proof that the model works.
+        if batcher.busy and batcher.last_ok:
+            return
+        # Idle, or its last call failed: a real inference, alone, out of the traffic metrics.
+        probe = batcher.probe(self.model.predict_batch, [HEALTH_TEXT])
+        await asyncio.wait_for(probe, timeout=self.health_timeout_s)
 
 
 DEPLOYMENT_OPTIONS = {
@@ -166,9 +219,9 @@ api = FastAPI(
 api.add_exception_handler(RequestValidationError, validation_error)
 
 
-@api.exception_handler(ClientError)
-async def _client_error(request: Request, error: ClientError) -> JSONResponse:
-    """Answer a client mistake with its status from the error table."""
+@api.exception_handler(ApiError)
+async def _api_error(request: Request, error: ApiError) -> JSONResponse:
+    """Answer an error with its status (and headers) from the error table."""
     return error_response(error)
 
 
@@ -198,8 +251,9 @@ class Classifier(BatchedModel):
         try:
             await self.check_health()
         except Exception as error:
+            reason = str(error) or type(error).__name__
             return JSONResponse(
-                {"detail": f"the model is not answering: {type(error).__name__}"}, status_code=503
+                {"detail": f"the model is not answering: {reason}"}, status_code=503
             )
         return Health(
             status="ok",

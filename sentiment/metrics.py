@@ -32,6 +32,11 @@ class ModelMetrics:
             description="Seconds per model call (tokenize and forward).",
             boundaries=SECONDS,
         )
+        self.queue_seconds = metrics.Histogram(
+            "sentiment_queue_seconds",
+            description="Seconds each text waited for its model call (traffic only, not health).",
+            boundaries=SECONDS,
+        )
         self.input_tokens = metrics.Histogram(
             "sentiment_input_tokens",
             description="Tokens per text, after truncation.",

@@ -84,6 +84,21 @@ class Settings(BaseModel):
         ge=1,
         description="Most texts one POST /classify/batch may carry (413 above it).",
     )
+    # 10 s: a third of the proxy's request timeout, so what a replica admits is answered in time.
+    max_queue_s: float = Field(
+        default_factory=_env("MAX_QUEUE_S", 10.0),
+        gt=0,
+        description="Most seconds of queued work (texts, at the replica's measured rate) a replica"
+        " admits; past it a request gets 503 with Retry-After.",
+    )
+    # 60 s: a full batch of the longest texts takes a few seconds on 2 cores in fp32; a call
+    # this long means a wedged model or device, not a busy one.
+    stuck_after_s: float = Field(
+        default_factory=_env("STUCK_AFTER_S", 60.0),
+        gt=0,
+        description="A model call running longer than this fails the replica's health check"
+        " (Serve then replaces the replica).",
+    )
     log_format: Literal["text", "json"] = Field(
         default_factory=_env("LOG_FORMAT", "text"),
         description="Replica log lines as text, or as one JSON object per line.",

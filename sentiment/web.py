@@ -20,14 +20,21 @@ from sentiment.settings import Settings
 logger = logging.getLogger("sentiment")
 
 
-class ClientError(Exception):
-    """Something the client got wrong; each subclass is one row of the error table."""
+class ApiError(Exception):
+    """An answer that says what went wrong; each leaf subclass is one row of the error table."""
 
-    status_code = 400
+    status_code = 500
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.headers = headers
+
+
+class ClientError(ApiError):
+    """Something the client got wrong."""
+
+    status_code = 400
 
 
 class BadEncoding(ClientError):
@@ -54,10 +61,18 @@ class InvalidInput(ClientError):
     status_code = 422
 
 
+class Overloaded(ApiError):
+    """More queued work than the replica's budget (SENTIMENT_MAX_QUEUE_S): retry after Retry-After."""
+
+    status_code = 503
+
+
 def error_response(error: Exception) -> JSONResponse:
-    """Answer an error: a ClientError with its status, anything else as a 500 that leaks nothing."""
-    if isinstance(error, ClientError):
-        return JSONResponse({"detail": error.detail}, status_code=error.status_code)
+    """Answer an error: an ApiError with its status, anything else as a 500 that leaks nothing."""
+    if isinstance(error, ApiError):
+        return JSONResponse(
+            {"detail": error.detail}, status_code=error.status_code, headers=error.headers
+        )
     logger.error("unexpected error while answering a request", exc_info=error)
     return JSONResponse({"detail": "internal server error"}, status_code=500)
 
@@ -130,11 +145,16 @@ class ErrorOut(BaseModel):
     detail: str | list[dict[str, Any]]
 
 
+def error_table(kind: type[ApiError] = ApiError) -> list[type[ApiError]]:
+    """The rows of the error table: every subclass of `kind` that has none of its own."""
+    return [row for sub in kind.__subclasses__() for row in error_table(sub) or [sub]]
+
+
 def error_responses() -> dict[int | str, dict[str, Any]]:
     """The error table as OpenAPI responses, so the document says what each status means."""
     return {
         error.status_code: {"model": ErrorOut, "description": error.__doc__}
-        for error in ClientError.__subclasses__()
+        for error in error_table()
     }
 
 

@@ -71,14 +71,24 @@ def gone(url: str) -> bool:
 
 
 class SteadyLoad:
-    """A few client threads posting to one URL until stopped (bounded in count and time)."""
+    """Client threads posting to one URL until stopped (bounded in count and time): one text per
+    request to /classify, or `batch` texts per request to /classify/batch."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, clients: int = CLIENTS, batch: int = 0, warm: int = 20) -> None:
         self.url = url
+        self.batch = batch
+        self.warm = warm  # answers to wait for on entering
         self.outcomes: Counter[str] = Counter()
         self.timeline: list[tuple[float, bool]] = []  # (when a request started, ok)
+        self.latencies: list[float] = []  # seconds, of the requests answered 200
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._client, args=(n,)) for n in range(CLIENTS)]
+        self._threads = [threading.Thread(target=self._client, args=(n,)) for n in range(clients)]
+
+    def _body(self, n: int, i: int) -> dict:
+        """Client n's i-th request body."""
+        if self.batch:
+            return {"texts": [f"client {n} request {i} text {k}" for k in range(self.batch)]}
+        return {"input_text": f"client {n} request {i}"}
 
     def _client(self, n: int) -> None:
         deadline = time.monotonic() + 120  # past any test's own waits
@@ -88,19 +98,19 @@ class SteadyLoad:
                     return
                 started = time.monotonic()
                 try:
-                    status = client.post(
-                        self.url, json={"input_text": f"client {n} request {i}"}
-                    ).status_code
+                    status = client.post(self.url, json=self._body(n, i)).status_code
                     ok, kind = status == 200, "ok" if status == 200 else f"failed: http {status}"
                 except httpx.HTTPError as error:
                     ok, kind = False, f"failed: {type(error).__name__}"
                 self.outcomes[kind] += 1
                 self.timeline.append((started, ok))
+                if ok:
+                    self.latencies.append(time.monotonic() - started)
 
     def __enter__(self) -> "SteadyLoad":
         for thread in self._threads:
             thread.start()
-        wait_for(lambda: self.outcomes["ok"] >= 20, 30, "steady traffic")
+        wait_for(lambda: self.outcomes["ok"] >= self.warm, 30, "steady traffic")
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -2,48 +2,15 @@
 
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
 import ray
 from ray import serve
-from ray.serve import Deployment
 
-from sentiment.apps import DEPLOYMENT_OPTIONS, HEALTH_TEXT, Classifier
-from sentiment.model import BatchReport, Prediction
 from sentiment.settings import Settings
 from tests.helpers import CLIENTS, SteadyLoad, wait_for
 from tests.integration.conftest import REQUEST_TIMEOUT_S
-
-
-def replicas(app: str) -> list[str]:
-    """Name the live replica actors of an app (Serve names them SERVE_REPLICA::app#deployment#id)."""
-    return [
-        actor["name"]
-        for actor in ray.util.list_named_actors(all_namespaces=True)
-        if actor["name"].startswith(f"SERVE_REPLICA::{app}#")
-    ]
-
-
-def running_replicas(app: str) -> int:
-    """Count the RUNNING replicas Serve reports for an app's one deployment."""
-    (deployment,) = serve.status().applications[app].deployments.values()
-    return deployment.replica_states.get("RUNNING", 0)
-
-
-@contextmanager
-def deployed(
-    app: str, settings: Settings, cls: type = Classifier.func_or_class, **options
-) -> Iterator[Deployment]:
-    """Deploy `cls` with the production options (and `options`) as app `app` under /app; delete it
-    afterwards, whatever happened. Yield the deployment, to redeploy it."""
-    deployment = serve.deployment(cls, name=f"{app}Classifier", **{**DEPLOYMENT_OPTIONS, **options})
-    serve.run(deployment.bind(settings), name=app, route_prefix=f"/{app}")
-    try:
-        yield deployment
-    finally:
-        serve.delete(app)
+from tests.integration.deployments import Faulty, deployed, replicas, running_replicas
 
 
 def test_a_killed_replica_is_replaced_and_only_its_requests_fail(
@@ -107,47 +74,13 @@ def test_a_redeploy_with_a_new_batch_size_drops_no_request(
     assert load.failed() == 0, load.outcomes
 
 
-class Faulty(Classifier.func_or_class):
-    """The Classifier with ways to slow or wedge its model, as a busy or hung device would."""
-
-    health_timeout_s = 2.0  # the production 10 s, shortened to keep the test short
-
-    def freeze(self) -> None:
-        """From now on, every model call hangs; the process stays up and its event loop free."""
-        never = threading.Event()
-
-        def stuck(texts: list[str]) -> None:
-            never.wait(300)
-            raise RuntimeError("frozen by the test")
-
-        self.model.predict_batch_report = stuck
-
-    def slow_down(self, seconds: float) -> None:
-        """From now on, every model call takes `seconds` longer."""
-        run = self.model.predict_batch_report
-
-        def slow(texts: list[str]) -> BatchReport:
-            time.sleep(seconds)
-            return run(texts)
-
-        self.model.predict_batch_report = slow
-
-    async def classify(self, text: str) -> Prediction:
-        """Classify, counting the texts of requests that reached this replica."""
-        if text != HEALTH_TEXT:
-            self.received = getattr(self, "received", 0) + 1
-        return await super().classify(text)
-
-    def held(self) -> int:
-        """Count the requests' texts this replica has received."""
-        return getattr(self, "received", 0)
-
-
 def test_a_replica_whose_model_stops_answering_is_replaced(
     base_url: str, settings: Settings
 ) -> None:
     url = f"{base_url}/frozen"
-    with deployed("frozen", settings, Faulty, health_check_period_s=1):
+    # A call stuck for 3 s counts as stuck (the production 60 s, shortened to keep the test short).
+    impatient = settings.model_copy(update={"stuck_after_s": 3.0})
+    with deployed("frozen", impatient, Faulty, health_check_period_s=1):
         before = httpx.get(f"{url}/healthcheck", timeout=30).json()["replica"]
         serve.get_app_handle("frozen").freeze.remote().result(timeout_s=30)
         frozen_at = time.monotonic()

@@ -67,3 +67,83 @@ def test_the_model_runs_off_the_event_loop() -> None:
     )
     asyncio.run(batcher.submit(1))
     assert seen and seen[0] != threading.main_thread().name
+
+
+def test_a_wrong_count_of_results_fails_every_caller_of_that_batch_and_the_next_batch_runs() -> (
+    None
+):
+    def drops_one(items: list[int]) -> list[int]:
+        time.sleep(0.02)
+        return items[:-1] if len(items) > 1 else items
+
+    batcher = ContinuousBatcher(drops_one, max_batch_size=8)
+
+    async def run() -> None:
+        # Bounded: a stranded caller would wait forever.
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(*(batcher.submit(n) for n in range(4)), return_exceptions=True), 5
+        )
+        assert all(isinstance(outcome, RuntimeError) for outcome in outcomes), outcomes
+        assert "3 results for 4 items" in str(outcomes[0])
+        assert await asyncio.wait_for(batcher.submit(7), 5) == 7
+
+    asyncio.run(run())
+
+
+def test_a_lone_item_is_not_queued_behind_a_big_request() -> None:
+    batcher = ContinuousBatcher(slow_double, max_batch_size=16)
+
+    async def run() -> tuple[int, bool]:
+        big = asyncio.ensure_future(batcher.submit_many(list(range(160))))
+        await asyncio.sleep(0.01)  # the first batch of the big request is running
+        assert await batcher.submit(1000) == 2000
+        return len(batcher.batch_sizes), big.done()
+
+    calls, big_done = asyncio.run(run())
+    # It ran in the second call (the worker may have cut a third by now); first come, first
+    # served would have run the 160 items first (10 calls of 16).
+    assert calls <= 3 and not big_done
+
+
+def test_a_request_gets_its_results_in_order_and_queue_waits_are_observed() -> None:
+    waits: list[float] = []
+    batcher = ContinuousBatcher(slow_double, max_batch_size=16, observe_wait=waits.append)
+
+    async def run() -> list[list[int]]:
+        return await asyncio.gather(
+            batcher.submit_many(list(range(20))), batcher.submit_many([100, 101])
+        )
+
+    assert asyncio.run(run()) == [[2 * n for n in range(20)], [200, 202]]
+    assert len(waits) == 22
+    # The items of the second call waited for the first (50 ms).
+    assert max(waits) >= 0.04 and min(waits) >= 0
+
+
+def test_a_probe_runs_alone_between_batches() -> None:
+    running = threading.Semaphore(1)
+    overlaps: list[int] = []
+
+    def exclusive(items: list[int]) -> list[int]:
+        if not running.acquire(blocking=False):
+            overlaps.append(len(items))
+            return items
+        try:
+            time.sleep(0.02)
+            return items
+        finally:
+            running.release()
+
+    batcher = ContinuousBatcher(exclusive, max_batch_size=4)
+
+    async def run() -> list:
+        traffic = asyncio.gather(*(batcher.submit(n) for n in range(12)))
+        await asyncio.sleep(0.005)
+        probe = await batcher.probe(exclusive, [-1])
+        await traffic
+        return probe
+
+    assert asyncio.run(run()) == [-1]
+    assert overlaps == []
+    # The probe is not a batch: it is kept out of what traffic ran.
+    assert sum(batcher.batch_sizes) == 12
