@@ -1,12 +1,16 @@
 """The sentiment classifier: a Hugging Face sequence-classification model, loaded once."""
 
 import os
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
+from urllib.parse import urlparse
 
 import torch
+from huggingface_hub import constants as hub_constants
+from huggingface_hub import try_to_load_from_cache
 from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
@@ -34,6 +38,8 @@ NATIVE_BF16_FLAGS = {"amx_bf16", "avx512_bf16", "bf16"}
 # Chunking by length (see SentimentBertModel._chunks): both measured best on review-like text.
 MAX_PADDING = 0.2
 MIN_CHUNK = 4
+# How long to try reaching the model hub before saying it cannot be reached.
+HUB_TIMEOUT_S = 3.0
 
 
 class Prediction(TypedDict):
@@ -89,6 +95,27 @@ def check_folder(model: str) -> None:
             f"cannot load model {model!r}: cannot read {', '.join(unreadable)} (file permissions);"
             f" make them readable by uid {os.getuid()}, e.g. chmod a+r {model}/*"
         )
+
+
+def check_hub(model: str, revision: str | None = None) -> None:
+    """Raise ModelLoadError at once if `model` must come from a model hub that cannot be reached
+    (huggingface_hub would retry for about 25 s before saying so)."""
+    offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+    if offline or model.startswith((".", "/")) or Path(model).exists():
+        return
+    if isinstance(try_to_load_from_cache(model, "config.json", revision=revision), str):
+        return  # in this machine's cache: from_pretrained will not need the hub
+    endpoint = urlparse(hub_constants.ENDPOINT)
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname, port), timeout=HUB_TIMEOUT_S).close()
+    except OSError as error:
+        raise ModelLoadError(
+            f"cannot load model {model!r}: the model hub at {hub_constants.ENDPOINT} cannot be"
+            f" reached ({error}) and the model is not in this machine's cache; set"
+            " SENTIMENT_MODEL to a folder saved with save_pretrained"
+            " (python -m sentiment.testing tiny DIR makes an untrained one)"
+        ) from error
 
 
 def cpu_flags() -> set[str]:
@@ -148,6 +175,7 @@ class SentimentBertModel:
         # A progress bar per replica start is noise in server logs.
         transformers_logging.disable_progress_bar()
         check_folder(model)
+        check_hub(model, revision)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model, revision=revision)
             # The dtype always said: transformers 5 would otherwise keep whatever dtype was saved.
@@ -189,6 +217,7 @@ class SentimentBertModel:
     def check_available(model: str = DEFAULT_MODEL, revision: str | None = None) -> None:
         """Raise ModelLoadError unless the model's config can be had (cheap: no weights)."""
         check_folder(model)
+        check_hub(model, revision)
         try:
             AutoConfig.from_pretrained(model, revision=revision)
         except Exception as error:
