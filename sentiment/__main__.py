@@ -6,6 +6,7 @@ import sys
 
 from sentiment.model import ModelLoadError, SentimentBertModel
 from sentiment.settings import Settings
+from sentiment.web import ClientError, check_text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,11 +26,16 @@ def main(argv: list[str] | None = None) -> int:
             SentimentBertModel.check_available(settings.model, settings.model_revision)
             print(f"model {settings.model} is available")
             return 0
+        texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+        # The same rule as the HTTP apps: an empty text is refused, not classified.
+        texts = [check_text(text, f"text {n}", settings) for n, text in enumerate(texts, 1)]
         model = SentimentBertModel.from_settings(settings)
     except ModelLoadError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    except ClientError as error:
+        print(f"error: {error.detail}", file=sys.stderr)
+        return 2
     for answer in model.predict_batch(texts):
         print(json.dumps(answer))
     return 0

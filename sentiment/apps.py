@@ -266,9 +266,7 @@ class Classifier(BatchedModel):
     @api.post("/classify", response_model=PredictionOut, dependencies=[Depends(check_json_body)])
     async def classify_text(
         self,
-        input_text: Annotated[
-            str | None, Query(min_length=2, description="The text, in the query.")
-        ] = None,
+        input_text: Annotated[str | None, Query(description="The text, in the query.")] = None,
         body: ClassifyRequest | None = None,
     ) -> Prediction:
         """Classify one text, given as ?input_text=... or as {"input_text": ...}."""

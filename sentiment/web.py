@@ -114,7 +114,8 @@ async def check_json_body(request: Request) -> None:
 
 
 def check_text(text: str | None, field: str, settings: Settings) -> str:
-    """Return `text` if it can be classified, else raise the ClientError that says why."""
+    """Return `text` if it can be classified, else raise the ClientError that says why: the one
+    rule for a text, in both apps and the CLI (the README's input rules)."""
     if text is None:
         raise InvalidInput(f"{field} is required")
     if not text.strip():
@@ -165,7 +166,7 @@ class ClassifyRequest(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"input_text": "i like you"}]}
     )
 
-    input_text: str = Field(min_length=2, description="The text to classify.")
+    input_text: str = Field(description="The text to classify.")
 
 
 class BatchRequest(BaseModel):

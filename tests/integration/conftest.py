@@ -11,6 +11,7 @@ from sentiment.apps import BUILDERS, ROUTE_PREFIXES
 from sentiment.deploy import http_options, stop_haproxy
 from sentiment.settings import Settings
 from tests.helpers import free_port
+from tests.integration.deployments import replicas
 
 # Small caps, so the over-cap cases stay cheap to send.
 MAX_TEXT_CHARS = 5_000
@@ -61,3 +62,10 @@ def base_url(ray_session: None, settings: Settings) -> str:
     for name, build in BUILDERS.items():
         serve.run(build(settings), name=name, route_prefix=ROUTE_PREFIXES[name])
     return f"http://127.0.0.1:{settings.http_port}"
+
+
+@pytest.fixture(scope="package", autouse=True)
+def first_replicas(base_url: str) -> dict[str, list[str]]:
+    """The replicas of both apps as first deployed (before any test runs), to tell later whether
+    any was replaced."""
+    return {app: replicas(app) for app in BUILDERS}

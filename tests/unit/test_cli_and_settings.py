@@ -4,13 +4,14 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from sentiment.settings import DEFAULT_MODEL, Settings
-from tests.helpers import assert_prediction
+from tests.helpers import assert_prediction, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -119,3 +120,30 @@ def test_cli_check_says_whether_the_model_can_be_had(tiny_model_dir: Path) -> No
     assert (
         missing.stderr.startswith("error: cannot load model") and "Traceback" not in missing.stderr
     )
+
+
+def test_cli_refuses_an_empty_text_as_the_apps_do(tiny_model_dir: Path) -> None:
+    done = run("-m", "sentiment", "fine", "  ", env={"SENTIMENT_MODEL": str(tiny_model_dir)})
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.strip() == "error: text 2 is empty or only whitespace"
+
+
+def test_a_hub_model_with_the_hub_unreachable_fails_in_seconds(tmp_path: Path) -> None:
+    # A hub nobody answers (a closed loopback port) and an empty cache: huggingface_hub alone
+    # retries for about 25 s before it says so.
+    env = {
+        "HF_HUB_OFFLINE": "0",
+        "HF_ENDPOINT": f"http://127.0.0.1:{free_port()}",
+        "HF_HOME": str(tmp_path),
+        "SENTIMENT_MODEL": "no-org/no-model",
+    }
+    started = time.monotonic()
+    done = run("-m", "sentiment", "hello", env=env)
+    took = time.monotonic() - started
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("error: cannot load model 'no-org/no-model': the model hub at")
+    assert "cannot be reached" in line and "SENTIMENT_MODEL" in line
+    assert took < 15, took
