@@ -22,17 +22,26 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 
 install: $(BIN)/.installed  ## make .venv with the pinned dependencies and the project
 
+# The model is checked first (seconds, one line), and a head this target started is stopped again
+# when a deploy fails, so a failed `make up` leaves nothing running.
 up: install  ## start a Ray head (if none) with ray.env's fast path and deploy both apps; honours SENTIMENT_MODEL
-	@$(BIN)/ray status >/dev/null 2>&1 || (set -a && . ./ray.env && set +a && \
-		$(BIN)/ray start --head --num-cpus=$(RAY_CPUS) \
-		--dashboard-host=127.0.0.1 --metrics-export-port=8080 --disable-usage-stats)
-	$(BIN)/python serve_with_rayserve.py
-	$(BIN)/python serve_with_fastapi.py
+	@$(BIN)/python -m sentiment --check
+	@started=; \
+	if ! $(BIN)/ray status >/dev/null 2>&1; then \
+		(set -a && . ./ray.env && set +a && $(BIN)/ray start --head --num-cpus=$(RAY_CPUS) \
+			--dashboard-host=127.0.0.1 --metrics-export-port=8080 --disable-usage-stats) || exit 1; \
+		started=1; \
+	fi; \
+	$(BIN)/python serve_with_rayserve.py && $(BIN)/python serve_with_fastapi.py && exit 0; \
+	if [ -n "$$started" ]; then echo "deploy failed: stopping the head this started"; \
+		$(BIN)/python -m sentiment.deploy stop >/dev/null; fi; \
+	exit 1
 
 check: install  ## query both running apps over HTTP
 	$(BIN)/python test_local_http_endpoint.py
 
-status: install  ## show the Serve apps on the running head
+status: install  ## one line per app on the running head (why, when it failed), then Serve's full status
+	-$(BIN)/python -m sentiment.deploy status
 	$(BIN)/serve status
 
 down: install  ## stop Ray (and with it every app, and the HAProxy Ray leaves) on this machine

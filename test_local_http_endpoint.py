@@ -132,9 +132,9 @@ def check_classifier(report: Report, url: str, text: str) -> None:
     )  # fmt: skip
     check(
         report,
-        "POST /classify?input_text=i (422)",
+        "POST /classify?input_text=%20 (422)",
         "POST",
-        f"{url}/classify?input_text=i",
+        f"{url}/classify?input_text=%20",
         status=422,
     )
 

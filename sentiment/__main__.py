@@ -4,8 +4,8 @@ import argparse
 import json
 import sys
 
-from sentiment.model import ModelLoadError, SentimentBertModel
-from sentiment.settings import Settings
+from sentiment.model import SentimentBertModel
+from sentiment.settings import Settings, StartupError
 from sentiment.web import ClientError, check_text
 
 
@@ -20,8 +20,8 @@ def main(argv: list[str] | None = None) -> int:
         "--check", action="store_true", help="only check that the model can be had (no weights)"
     )
     args = parser.parse_args(argv)
-    settings = Settings()
     try:
+        settings = Settings.from_env()
         if args.check:
             SentimentBertModel.check_available(settings.model, settings.model_revision)
             print(f"model {settings.model} is available")
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         # The same rule as the HTTP apps: an empty text is refused, not classified.
         texts = [check_text(text, f"text {n}", settings) for n, text in enumerate(texts, 1)]
         model = SentimentBertModel.from_settings(settings)
-    except ModelLoadError as error:
+    except StartupError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except ClientError as error:

@@ -293,13 +293,21 @@ def _options(settings: Settings) -> dict:
     }
 
 
+def _check_model(settings: Settings) -> None:
+    """Fail the build when the model cannot be had: before Serve replaces any running replica, so
+    a bad `serve deploy` leaves the running version answering, and in seconds, with one line."""
+    SentimentBertModel.check_available(settings.model, settings.model_revision)
+
+
 def build_router(args: Settings) -> Application:
     """Build the Router app (`serve run sentiment.apps:build_router`)."""
+    _check_model(args)
     return Router.options(**_options(args)).bind(args)
 
 
 def build_classifier(args: Settings) -> Application:
     """Build the Classifier app (`serve run sentiment.apps:build_classifier`)."""
+    _check_model(args)
     return Classifier.options(**_options(args)).bind(args)
 
 

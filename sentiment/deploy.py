@@ -13,8 +13,8 @@ import ray
 from ray import serve
 
 from sentiment.apps import BUILDERS, CLASSIFIER_APP, ROUTE_PREFIXES, ROUTER_APP
-from sentiment.model import ModelLoadError, SentimentBertModel
-from sentiment.settings import Settings
+from sentiment.model import ModelLoadError
+from sentiment.settings import Settings, StartupError
 
 EXAMPLES = {
     ROUTER_APP: ["GET  {url}/router?txt=i+like+you"],
@@ -57,11 +57,11 @@ def http_options(settings: Settings) -> dict:
 
 def deploy(app_name: str) -> int:
     """Deploy (or update in place) one app on the running head, print where it answers, return."""
-    settings = Settings()
     try:
-        # Cheap (config only), and a clear line here beats a replica failing on the cluster.
-        SentimentBertModel.check_available(settings.model, settings.model_revision)
-    except ModelLoadError as error:
+        settings = Settings.from_env()
+        # The builder checks the model (config only): one clear line here, before any Ray.
+        app = BUILDERS[app_name](settings)
+    except StartupError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     address = os.environ.get("RAY_ADDRESS")
@@ -75,13 +75,36 @@ def deploy(app_name: str) -> int:
         return 1
     # Only takes effect when Serve is not yet running on the cluster.
     serve.start(http_options=http_options(settings))
-    serve.run(BUILDERS[app_name](settings), name=app_name, route_prefix=ROUTE_PREFIXES[app_name])
+    serve.run(app, name=app_name, route_prefix=ROUTE_PREFIXES[app_name])
     host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::") else settings.http_host
     url = f"http://{host}:{settings.http_port}"
     print(f"{app_name} app is up, model {settings.model}:")
     for line in EXAMPLES[app_name]:
         print("  " + line.format(url=url))
     return 0
+
+
+def reason(message: str) -> str:
+    """The last line of a Serve status message: for a failure, the exception itself (Serve puts
+    the whole traceback before it), without its class name when it is one of ours."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    return last.removeprefix(f"{ModelLoadError.__module__}.{ModelLoadError.__name__}: ")
+
+
+def status() -> int:
+    """Print one line per app on the running head: its status, and why when it is not running."""
+    if not head_answers(os.environ.get("RAY_ADDRESS")):
+        print(NO_HEAD, file=sys.stderr)
+        return 1
+    ray.init(address="auto", logging_level="ERROR", log_to_driver=False)
+    applications = serve.status().applications
+    for name, app in applications.items():
+        why = f": {reason(app.message)}" if app.status != "RUNNING" and app.message else ""
+        print(f"{name}: {app.status.value}{why}")
+    if not applications:
+        print("no apps: run `make up`, or `serve deploy serve_config.yaml`")
+    return 0 if all(app.status == "RUNNING" for app in applications.values()) else 1
 
 
 def processes() -> dict[int, list[str]]:
@@ -131,8 +154,11 @@ def stop() -> int:
     return done.returncode
 
 
+COMMANDS = {"stop": stop, "status": status}
+
 if __name__ == "__main__":
-    # python -m sentiment.deploy stop: what `make down` and the container's stop run.
-    if sys.argv[1:] != ["stop"]:
-        sys.exit("usage: python -m sentiment.deploy stop")
-    sys.exit(stop())
+    # python -m sentiment.deploy stop|status: what `make down` (and the container's stop) and
+    # `make status` run.
+    if len(sys.argv) != 2 or sys.argv[1] not in COMMANDS:
+        sys.exit(f"usage: python -m sentiment.deploy {'|'.join(COMMANDS)}")
+    sys.exit(COMMANDS[sys.argv[1]]())

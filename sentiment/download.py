@@ -11,7 +11,7 @@ from pathlib import Path
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from sentiment.model import ModelLoadError, load_failure
-from sentiment.settings import Settings
+from sentiment.settings import Settings, StartupError
 
 
 def make_readable(folder: Path) -> None:
@@ -37,7 +37,11 @@ def download(model: str, folder: str | Path, revision: str | None = None) -> Pat
 
 def main(argv: list[str] | None = None) -> int:
     """Download from the command line."""
-    settings = Settings()
+    try:
+        settings = Settings.from_env()
+    except StartupError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     parser = argparse.ArgumentParser(
         prog="python -m sentiment.download",
         description=__doc__,

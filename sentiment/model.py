@@ -19,7 +19,7 @@ from transformers import (
 )
 from transformers.utils import logging as transformers_logging
 
-from sentiment.settings import DEFAULT_MODEL, Settings
+from sentiment.settings import DEFAULT_MODEL, Settings, StartupError
 
 # Most texts per forward pass inside predict_batch; a caller's batch is split into chunks.
 DEFAULT_CHUNK_SIZE = 32
@@ -60,7 +60,7 @@ class BatchReport:
     truncated: int
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(StartupError):
     """The model could not be had; the message says what to set."""
 
 

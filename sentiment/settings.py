@@ -5,7 +5,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 DEFAULT_MODEL = "distilbert-base-uncased-finetuned-sst-2-english"
 
@@ -18,6 +18,10 @@ def ray_env(path: Path = RAY_ENV_FILE) -> dict[str, str]:
     """Read ray.env's KEY=VALUE lines (no quoting, # comments), as `set -a; . ./ray.env` would."""
     lines = (line.strip() for line in path.read_text().splitlines())
     return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+class StartupError(RuntimeError):
+    """Something to fix before anything can start; the message is one line that says what."""
 
 
 def _env(name: str, default: Any) -> Callable[[], Any]:
@@ -119,3 +123,15 @@ class Settings(BaseModel):
         le=65535,
         description="Port of Serve's proxy when the entry scripts start Serve.",
     )
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        """The settings from SENTIMENT_* env vars, or a StartupError naming each bad one."""
+        try:
+            return cls()
+        except ValidationError as error:
+            bad = "; ".join(
+                f"{ENV_PREFIX}{str(e['loc'][0]).upper()}={e['input']!r}: {e['msg']}"
+                for e in error.errors()
+            )
+            raise StartupError(f"bad setting: {bad}") from None

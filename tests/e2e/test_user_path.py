@@ -20,7 +20,7 @@ import httpx
 import pytest
 import yaml
 
-from sentiment.deploy import haproxy_pids
+from sentiment.deploy import haproxy_pids, processes
 from tests.helpers import SteadyLoad, answers, free_port, gone, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,6 +76,29 @@ def test_scripts_without_a_model_say_what_to_set(tmp_path: Path, tiny_model_dir:
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert "SENTIMENT_MODEL" in done.stderr.strip().splitlines()[-1]
+
+
+def gcs_servers() -> set[int]:
+    """The pids of every Ray head's GCS server on this machine."""
+    return {pid for pid, argv in processes().items() if argv[0].endswith("gcs_server")}
+
+
+def test_make_up_without_a_model_fails_in_seconds_and_leaves_no_head(tmp_path: Path) -> None:
+    before = gcs_servers()
+    env = user_env(Path("/no/such/model"), VENV=str(BIN.parent))
+    started = time.monotonic()
+    try:
+        done = run(["make", "--no-print-directory", "up"], env, timeout=120)
+        took = time.monotonic() - started
+        left = gcs_servers() - before
+    finally:
+        if gcs_servers() - before:  # what a broken `make up` left: stop it as `make down` does
+            run([sys.executable, "-m", "sentiment.deploy", "stop"], env, timeout=120)
+    assert not left
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    assert done.stderr.splitlines()[0].startswith("error: cannot load model '/no/such/model'")
+    assert took < 20, took
 
 
 @pytest.fixture(scope="module")
@@ -306,6 +329,45 @@ def test_serve_deploy_of_a_changed_config_under_load_drops_no_request(
         f"\nserve deploy of a changed config: new replica in {rolled_in:.1f} s; requests {dict(load.outcomes)}"
     )
     assert load.failed() == 0, load.outcomes
+
+
+def test_serve_deploy_of_a_missing_model_leaves_the_running_version_answering(
+    head: Head, tmp_path: Path
+) -> None:
+    good = config_for(head, tmp_path)
+    config = yaml.safe_load(good.read_text())
+    (router,) = [app for app in config["applications"] if app["name"] == "router"]
+    router["args"] = {"model": "/no/such/dir"}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    deployed = run([str(BIN / "serve"), "deploy", str(bad), "-a", head.dashboard_url], head.env)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    statuses: list[int] = []
+
+    def router_failed() -> bool:
+        statuses.append(httpx.get(f"{head.http_url}/router?txt=still+here", timeout=30).status_code)
+        status = run([str(BIN / "serve"), "status", "-a", head.dashboard_url], head.env, timeout=60)
+        return yaml.safe_load(status.stdout)["applications"]["router"]["status"] == "DEPLOY_FAILED"
+
+    started = time.monotonic()
+    wait_for(router_failed, 120, "the bad deploy to fail")
+    failed_in = time.monotonic() - started
+    for _ in range(8):  # and after it failed
+        statuses.append(httpx.get(f"{head.http_url}/router?txt=still+here", timeout=30).status_code)
+        time.sleep(0.25)
+    # One line per app, the reason first, where Serve's own status buries it in a traceback.
+    summary = run([sys.executable, "-m", "sentiment.deploy", "status"], head.env, timeout=60)
+    print(f"\nbad deploy failed in {failed_in:.1f} s; /router meanwhile {set(statuses)}")
+    print(summary.stdout)
+    assert set(statuses) == {200}
+    assert summary.returncode == 1
+    lines = summary.stdout.splitlines()
+    assert "classifier: RUNNING" in lines
+    (router,) = [line for line in lines if line.startswith("router: ")]
+    assert router.startswith("router: DEPLOY_FAILED: cannot load model '/no/such/dir': no folder")
+    # Put the good config back for the tests that follow.
+    restored = run([str(BIN / "serve"), "deploy", str(good), "-a", head.dashboard_url], head.env)
+    assert restored.returncode == 0, restored.stdout + restored.stderr
 
 
 def test_serve_run_of_the_config(head: Head, tmp_path: Path) -> None:

@@ -147,3 +147,11 @@ def test_a_hub_model_with_the_hub_unreachable_fails_in_seconds(tmp_path: Path) -
     assert line.startswith("error: cannot load model 'no-org/no-model': the model hub at")
     assert "cannot be reached" in line and "SENTIMENT_MODEL" in line
     assert took < 15, took
+
+
+def test_a_bad_setting_is_one_line_naming_its_env_var() -> None:
+    done = run("-m", "sentiment", "--check", env={"SENTIMENT_MAX_BATCH_SIZE": "0"})
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "error: bad setting: SENTIMENT_MAX_BATCH_SIZE='0': Input should be greater than or equal to 1"
+    )
