@@ -157,6 +157,17 @@ class BatchedModel:
             sizes.extend(size for _, size in answers)
         return [prediction for prediction, _ in answers]
 
+    def reconfigure(self, config: dict) -> None:
+        """Apply tunables from the deployment's user_config to this running replica: Serve calls
+        this in place when only user_config changed, so nothing restarts and no model reloads."""
+        if unknown := set(config) - set(TUNABLES):
+            raise ValueError(
+                f"user_config may set only {', '.join(TUNABLES)}; not {sorted(unknown)}"
+            )
+        self.settings = Settings.model_validate({**self.settings.model_dump(), **config})
+        self.batcher.max_batch_size = self.settings.max_batch_size
+        self.batcher.wait_s = self.settings.batch_wait_timeout_s
+
     async def check_health(self) -> None:
         """Fail when the model is stuck or broken, not when it is busy (Serve replaces a replica
         whose checks fail, and with it every request it holds)."""
@@ -176,6 +187,17 @@ class BatchedModel:
         await asyncio.wait_for(probe, timeout=self.health_timeout_s)
 
 
+# Settings a running replica can change without reloading its model (see reconfigure).
+TUNABLES = (
+    "max_batch_size",
+    "batch_wait_timeout_s",
+    "max_text_chars",
+    "max_batch_texts",
+    "max_queue_s",
+    "stuck_after_s",
+)
+
+# The one place these options are set: the config files do not repeat them (a unit test checks).
 DEPLOYMENT_OPTIONS = {
     # Batches can only hold the texts of the requests a replica holds at once (Serve's default is
     # 5 requests): 128 single texts, or far more texts from batch requests.
@@ -285,11 +307,13 @@ class Classifier(BatchedModel):
 
 
 def _options(settings: Settings) -> dict:
-    """Deployment options that follow the settings: the log encoding."""
+    """Deployment options that follow the settings: the log encoding, and the tunables as
+    user_config (so a config file's `user_config:` can change them without a restart)."""
     return {
         "logging_config": LoggingConfig(
             encoding=settings.log_format.upper(), enable_access_log=False
         ),
+        "user_config": {name: getattr(settings, name) for name in TUNABLES},
     }
 
 

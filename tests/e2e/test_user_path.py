@@ -370,6 +370,30 @@ def test_serve_deploy_of_a_missing_model_leaves_the_running_version_answering(
     assert restored.returncode == 0, restored.stdout + restored.stderr
 
 
+def test_a_tunable_in_user_config_changes_without_a_restart(head: Head, tmp_path: Path) -> None:
+    good = config_for(head, tmp_path)
+    config = yaml.safe_load(good.read_text())
+    (classifier,) = [app for app in config["applications"] if app["name"] == "classifier"]
+    classifier["deployments"][0]["user_config"] = {"max_batch_texts": 2}
+    tuned = tmp_path / "tuned.yaml"
+    tuned.write_text(yaml.safe_dump(config))
+    health = f"{head.http_url}/healthcheck"
+    before = httpx.get(health, timeout=30).json()["replica"]
+    three = {"texts": ["one", "two", "three"]}
+    assert httpx.post(f"{head.http_url}/classify/batch", json=three, timeout=30).status_code == 200
+    deployed = run([str(BIN / "serve"), "deploy", str(tuned), "-a", head.dashboard_url], head.env)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+
+    def refused() -> bool:
+        answer = httpx.post(f"{head.http_url}/classify/batch", json=three, timeout=30)
+        return answer.status_code == 413 and "the limit is 2" in answer.json()["detail"]
+
+    wait_for(refused, 60, "the new cap")
+    assert httpx.get(health, timeout=30).json()["replica"] == before  # the same replica
+    restored = run([str(BIN / "serve"), "deploy", str(good), "-a", head.dashboard_url], head.env)
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+
+
 def test_serve_run_of_the_config(head: Head, tmp_path: Path) -> None:
     config = config_for(head, tmp_path)
     # Start from no apps, so what answers below is what serve run deployed.

@@ -7,7 +7,7 @@ import pytest
 import yaml
 from ray.serve.schema import ServeDeploySchema
 
-from sentiment.apps import BUILDERS, ROUTE_PREFIXES
+from sentiment.apps import BUILDERS, DEPLOYMENT_OPTIONS, ROUTE_PREFIXES
 from sentiment.deploy import http_options
 from sentiment.settings import Settings, ray_env
 
@@ -79,3 +79,12 @@ def test_the_scripts_start_serve_as_the_config_does(monkeypatch: pytest.MonkeyPa
     for name in [n for n in os.environ if n.startswith("SENTIMENT_")]:
         monkeypatch.delenv(name)
     assert http_options(Settings()) == serve_config()["http_options"]
+
+
+def test_the_configs_repeat_none_of_the_deployment_options_set_in_code() -> None:
+    # A config file overrides the code: a copy there would silently win after the code changed.
+    kube = yaml.safe_load(rayservice()["spec"]["serveConfigV2"])
+    for config in (serve_config(), kube):
+        for app in config["applications"]:
+            for deployment in app.get("deployments", []):
+                assert not set(deployment) & set(DEPLOYMENT_OPTIONS), (app["name"], deployment)
