@@ -59,6 +59,17 @@ WARM_UP_TEXTS = 8
 COST_WEIGHT = 0.3
 
 
+# Settings a running replica can change without reloading its model (see reconfigure).
+TUNABLES = (
+    "max_batch_size",
+    "batch_wait_timeout_s",
+    "max_text_chars",
+    "max_batch_texts",
+    "max_queue_s",
+    "stuck_after_s",
+)
+
+
 class ModelStuck(RuntimeError):
     """A model call has run far longer than any legitimate one."""
 
@@ -186,16 +197,6 @@ class BatchedModel:
         probe = batcher.probe(self.model.predict_batch, [HEALTH_TEXT])
         await asyncio.wait_for(probe, timeout=self.health_timeout_s)
 
-
-# Settings a running replica can change without reloading its model (see reconfigure).
-TUNABLES = (
-    "max_batch_size",
-    "batch_wait_timeout_s",
-    "max_text_chars",
-    "max_batch_texts",
-    "max_queue_s",
-    "stuck_after_s",
-)
 
 # The one place these options are set: the config files do not repeat them (a unit test checks).
 DEPLOYMENT_OPTIONS = {

@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import psutil
 import ray
 from ray import serve
 from ray.serve import Deployment
@@ -77,3 +78,13 @@ class Faulty(Classifier.func_or_class):
     def held(self) -> int:
         """Count the requests' texts this replica has received."""
         return getattr(self, "received", 0)
+
+
+def replica_process(app: str) -> psutil.Process:
+    """Find an app's one replica process (Ray titles it ray::ServeReplica:<app>:<deployment>)."""
+    (process,) = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if any(f"ServeReplica:{app}:" in part for part in p.info["cmdline"] or [])
+    ]
+    return process

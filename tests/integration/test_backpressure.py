@@ -14,21 +14,12 @@ from sentiment.apps import Classifier
 from sentiment.model import SentimentBertModel
 from sentiment.settings import Settings
 from tests.helpers import assert_same_prediction
+from tests.integration.deployments import replica_process
 
 HOLDS = 2  # max_ongoing_requests
 QUEUE = 4  # max_queued_requests
 BURST = 120
 MB = 1024 * 1024
-
-
-def replica_process(app: str) -> psutil.Process:
-    """Find an app's one replica process (Ray titles it ray::ServeReplica:<app>:<deployment>)."""
-    (process,) = [
-        p
-        for p in psutil.process_iter(["cmdline"])
-        if any(f"ServeReplica:{app}:" in part for part in p.info["cmdline"] or [])
-    ]
-    return process
 
 
 class PeakMemory:
