@@ -122,10 +122,16 @@ def listening(name: str, port: int) -> set[str]:
     return set(docker("exec", name, "python", "-c", script).stdout.split())
 
 
+# Measured: serving 1.98 GB, model-only 1.53 GB (most of both is CPU torch). A CUDA torch, a
+# build toolchain left in, or a baked cache would each add a gigabyte or more.
+MAX_IMAGE_GB = 2.5
+
+
 def test_images_build_small_and_cpu_only(images: dict[str, float]) -> None:
     for tag, seconds in images.items():
         size = int(docker("image", "inspect", "--format", "{{.Size}}", tag).stdout)
         print(f"\n{tag}: built in {seconds:.0f} s, {size / 1e9:.2f} GB")
+        assert size / 1e9 < MAX_IMAGE_GB, f"{tag} is {size / 1e9:.2f} GB"
         packages = docker("run", "--rm", "--network", "host", tag, "pip", "list").stdout.lower()
         assert "torch " in packages and "nvidia" not in packages
 
@@ -224,7 +230,15 @@ def test_docker_stop_drains_in_flight_requests(container: tuple[str, int]) -> No
         f"\ndocker stop took {stopped_in:.1f} s, exit code {exit_code}; requests: {dict(outcomes)}"
     )
     assert exit_code == "0"  # the trap ran: not killed at the timeout
-    assert not [kind for kind in outcomes if kind.startswith("failed in flight")], outcomes
+    # Nothing accepted is lost: no request dropped in flight, no server error (a 503 is a refusal
+    # a client retries, not an error). What arrives while the apps drain is refused quickly (404:
+    # their routes are gone; see README, Shutdown).
+    lost = [
+        kind
+        for kind in outcomes
+        if kind.startswith("failed in flight") or (kind.startswith("http 5") and kind != "http 503")
+    ]
+    assert not lost, outcomes
 
 
 def test_unreadable_model_is_one_clear_line(

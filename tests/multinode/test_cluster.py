@@ -5,6 +5,7 @@ every node. Both nodes share this machine, so the worker's proxy gets its own po
 """
 
 import asyncio
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +20,12 @@ from sentiment.apps import CLASSIFIER_APP, ROUTE_PREFIXES, Classifier
 from sentiment.deploy import stop_haproxy
 from sentiment.model import SentimentBertModel
 from sentiment.settings import Settings
-from tests.helpers import assert_same_prediction, free_port, wait_for
+from tests.helpers import CLIENTS, SteadyLoad, answers, assert_same_prediction, free_port, wait_for
 
 NODE = {"num_cpus": 1, "node_ip_address": "127.0.0.1", "include_dashboard": False}
+# The head has room for both replicas, so the worker's can come back there when the worker dies;
+# Serve spreads replicas over nodes, so while both nodes live there is one on each.
+HEAD = {**NODE, "num_cpus": 2}
 
 
 @dataclass
@@ -32,13 +36,15 @@ class TwoNodes:
     worker_url: str
     node_ids: set[str]
     settings: Settings
+    cluster: Cluster
+    worker: object  # the worker node, as cluster.add_node returned it
 
 
 @pytest.fixture(scope="module")
 def two_nodes(tiny_model_dir: Path) -> Iterator[TwoNodes]:
     """Start a head and a worker, deploy two replicas; shut all of it down, whatever happened."""
     head_port, worker_port = free_port(), free_port()
-    cluster = Cluster(initialize_head=True, head_node_args=NODE)
+    cluster = Cluster(initialize_head=True, head_node_args=HEAD)
     try:
         # Connect on loopback: left alone, the driver swaps 127.0.0.1 for the machine's address.
         ray.init(address=cluster.address, _node_ip_address="127.0.0.1", logging_level="ERROR")
@@ -49,11 +55,10 @@ def two_nodes(tiny_model_dir: Path) -> Iterator[TwoNodes]:
             "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
             "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
         }
-        cluster.add_node(**{**NODE, "env_vars": worker_env})
+        worker = cluster.add_node(**{**NODE, "env_vars": worker_env})
         cluster.wait_for_nodes()
         serve.start(http_options={"host": "127.0.0.1", "port": head_port, "location": "EveryNode"})
         settings = Settings(model=str(tiny_model_dir), num_threads=1)
-        # One CPU per node and one per replica: the two replicas must land on different nodes.
         two_replicas = Classifier.options(num_replicas=2, ray_actor_options={"num_cpus": 1})
         serve.run(
             two_replicas.bind(settings),
@@ -65,6 +70,8 @@ def two_nodes(tiny_model_dir: Path) -> Iterator[TwoNodes]:
             worker_url=f"http://127.0.0.1:{worker_port}",
             node_ids={node["NodeID"] for node in ray.nodes() if node["Alive"]},
             settings=settings,
+            cluster=cluster,
+            worker=worker,
         )
     finally:
         nodes = [node["NodeID"] for node in ray.nodes()] if ray.is_initialized() else []
@@ -116,3 +123,26 @@ def test_answers_through_either_proxy_equal_in_process(two_nodes: TwoNodes) -> N
     assert [r.status_code for r in responses] == [200] * len(texts)
     for response, expected in zip(responses, model.predict_batch(texts), strict=True):
         assert_same_prediction(response.json(), expected, model.precision)
+
+
+def test_losing_the_worker_node_fails_only_its_in_flight_requests(two_nodes: TwoNodes) -> None:
+    # Last in this module: the worker does not come back.
+    (head_node,) = two_nodes.node_ids - {two_nodes.worker.node_id}
+    with SteadyLoad(f"{two_nodes.head_url}/classify") as load:
+        lost_at = time.monotonic()
+        two_nodes.cluster.remove_node(two_nodes.worker)
+
+        def both_replicas_on_the_head() -> bool:
+            (deployment,) = serve.status().applications[CLASSIFIER_APP].deployments.values()
+            alive = {node["NodeID"] for node in ray.nodes() if node["Alive"]}
+            return deployment.replica_states.get("RUNNING", 0) == 2 and alive == {head_node}
+
+        wait_for(both_replicas_on_the_head, 120, "the lost replica back on the head")
+        back_in = time.monotonic() - lost_at
+        recovered_at = time.monotonic()
+        load.wait_for_requests_after(recovered_at)
+    print(f"\nworker node lost: 2 replicas on the head in {back_in:.1f} s; {dict(load.outcomes)}")
+    # At most what the lost replica held: one request per client in flight.
+    assert load.failed() <= CLIENTS, load.outcomes
+    assert load.all_ok_since(recovered_at)
+    assert answers(f"{two_nodes.head_url}/healthcheck")
