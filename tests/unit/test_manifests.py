@@ -1,6 +1,7 @@
 """serve_config.yaml and the KubeRay RayService hold the same apps, and both pass Serve's own schema."""
 
 import os
+from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,17 @@ def test_the_configs_repeat_none_of_the_deployment_options_set_in_code() -> None
         for app in config["applications"]:
             for deployment in app.get("deployments", []):
                 assert not set(deployment) & set(DEPLOYMENT_OPTIONS), (app["name"], deployment)
+
+
+def test_the_docker_build_context_holds_every_file_the_dockerfile_copies() -> None:
+    # .dockerignore lets through only what it names: a file copied but not named fails the build.
+    allowed = [
+        line[1:].rstrip("/")
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    ]
+    for line in " ".join((ROOT / "Dockerfile").read_text().split("\\\n")).splitlines():
+        if line.startswith("COPY ") and "--from" not in line:
+            for source in line.split()[1:-1]:
+                top = source.rstrip("/").split("/")[0]
+                assert any(fnmatch(top, pattern) for pattern in allowed), source
