@@ -4,9 +4,9 @@ import argparse
 import json
 import sys
 
+from sentiment.inputs import ClientError, check_text
 from sentiment.model import SentimentBertModel
 from sentiment.settings import Settings, StartupError
-from sentiment.web import ClientError, check_text
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,22 +25,18 @@ from ray.serve.config import BackpressureConfig
 from ray.serve.schema import LoggingConfig
 
 from sentiment.batching import ContinuousBatcher
+from sentiment.inputs import ApiError, InvalidInput, Overloaded, check_text, check_texts
 from sentiment.metrics import ModelMetrics
 from sentiment.model import Prediction, SentimentBertModel
 from sentiment.settings import Settings
 from sentiment.web import (
-    ApiError,
     BatchOut,
     BatchRequest,
     ClassifyRequest,
     Health,
-    InvalidInput,
-    Overloaded,
     PredictionOut,
     check_json_body,
     check_query_encoding,
-    check_text,
-    check_texts,
     error_response,
     error_responses,
     validation_error,

@@ -1,4 +1,5 @@
-"""HTTP contract shared by both apps: request and answer schemas, input checks, and the error table.
+"""HTTP contract shared by both apps: request and answer schemas, HTTP-level checks, and errors as
+answers (the rules and the error table themselves are sentiment.inputs).
 
 No Ray here: the deployments in sentiment.apps use these so that both apps reject the same input the
 same way, with FastAPI's body shape {"detail": ...}.
@@ -15,56 +16,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from sentiment.settings import Settings
+from sentiment.inputs import ApiError, BadEncoding, NotJson, error_table
 
 logger = logging.getLogger("sentiment")
-
-
-class ApiError(Exception):
-    """An answer that says what went wrong; each leaf subclass is one row of the error table."""
-
-    status_code = 500
-
-    def __init__(self, detail: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.headers = headers
-
-
-class ClientError(ApiError):
-    """Something the client got wrong."""
-
-    status_code = 400
-
-
-class BadEncoding(ClientError):
-    """The query string is not valid UTF-8."""
-
-    status_code = 400
-
-
-class TooLarge(ClientError):
-    """A text or a batch over its configured cap."""
-
-    status_code = 413
-
-
-class NotJson(ClientError):
-    """A request body sent without a JSON content type."""
-
-    status_code = 415
-
-
-class InvalidInput(ClientError):
-    """Missing, empty or malformed input (FastAPI's own validation errors are 422 too)."""
-
-    status_code = 422
-
-
-class Overloaded(ApiError):
-    """More queued work than the replica's budget (SENTIMENT_MAX_QUEUE_S): retry after Retry-After."""
-
-    status_code = 503
 
 
 def error_response(error: Exception) -> JSONResponse:
@@ -113,42 +67,10 @@ async def check_json_body(request: Request) -> None:
         )
 
 
-def check_text(text: str | None, field: str, settings: Settings) -> str:
-    """Return `text` if it can be classified, else raise the ClientError that says why: the one
-    rule for a text, in both apps and the CLI (the README's input rules)."""
-    if text is None:
-        raise InvalidInput(f"{field} is required")
-    if not text.strip():
-        raise InvalidInput(f"{field} is empty or only whitespace")
-    if len(text) > settings.max_text_chars:
-        raise TooLarge(
-            f"{field} has {len(text)} characters; the limit is {settings.max_text_chars}"
-            " (SENTIMENT_MAX_TEXT_CHARS)"
-        )
-    return text
-
-
-def check_texts(texts: list[str], settings: Settings) -> list[str]:
-    """Check a batch: not empty, not over the cap, every text classifiable."""
-    if not texts:
-        raise InvalidInput("texts is empty; send at least one text")
-    if len(texts) > settings.max_batch_texts:
-        raise TooLarge(
-            f"texts has {len(texts)} items; the limit is {settings.max_batch_texts}"
-            " (SENTIMENT_MAX_BATCH_TEXTS)"
-        )
-    return [check_text(text, f"texts[{i}]", settings) for i, text in enumerate(texts)]
-
-
 class ErrorOut(BaseModel):
     """Every error's body: what was wrong (FastAPI's own 422s give a list of field errors)."""
 
     detail: str | list[dict[str, Any]]
-
-
-def error_table(kind: type[ApiError] = ApiError) -> list[type[ApiError]]:
-    """The rows of the error table: every subclass of `kind` that has none of its own."""
-    return [row for sub in kind.__subclasses__() for row in error_table(sub) or [sub]]
 
 
 def error_responses() -> dict[int | str, dict[str, Any]]:

@@ -155,3 +155,11 @@ def test_a_bad_setting_is_one_line_naming_its_env_var() -> None:
     assert done.stderr.strip() == (
         "error: bad setting: SENTIMENT_MAX_BATCH_SIZE='0': Input should be greater than or equal to 1"
     )
+
+
+def test_the_cli_needs_no_web_stack_and_no_ray() -> None:
+    # The model-only image has neither: the CLI must not import them, even for its input rules.
+    script = "import sys, sentiment.__main__; print(sorted({'fastapi', 'ray'} & set(sys.modules)))"
+    done = run("-c", script)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
