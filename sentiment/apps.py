@@ -112,20 +112,21 @@ class BatchedModel:
         self.settings = settings
         self.model = SentimentBertModel.from_settings(settings)
         self.metrics = ModelMetrics()
-        # Model seconds per text, the measure of the work budget: first from a warm call (the
-        # one before it spares the first request the model's one-time setup), then from traffic.
-        self.model.predict_batch([TEST_TEXT] * WARM_UP_TEXTS)
-        started = time.perf_counter()
-        self.model.predict_batch([TEST_TEXT] * WARM_UP_TEXTS)
-        self.text_seconds = (time.perf_counter() - started) / WARM_UP_TEXTS
-        logger.info(
-            f"loaded {self.model.describe()}; {1 / self.text_seconds:.0f} texts/s in calls of 8"
-        )
         self.batcher = ContinuousBatcher(
             self._run_batch,
             settings.max_batch_size,
             settings.batch_wait_timeout_s,
             observe_wait=self.metrics.queue_seconds.observe,
+        )
+        # Model seconds per text, the measure of the work budget: first from a warm call (the
+        # one before it spares the first request the model's one-time setup), then from traffic.
+        warm = [TEST_TEXT] * WARM_UP_TEXTS
+        self.batcher.run_now(self.model.predict_batch, warm)
+        started = time.perf_counter()
+        self.batcher.run_now(self.model.predict_batch, warm)
+        self.text_seconds = (time.perf_counter() - started) / WARM_UP_TEXTS
+        logger.info(
+            f"loaded {self.model.describe()}; {1 / self.text_seconds:.0f} texts/s in calls of 8"
         )
 
     def _run_batch(self, texts: list[str]) -> list[tuple[Prediction, int]]:
