@@ -7,7 +7,6 @@ Both classify through BatchedModel: the model loaded once per replica, behind on
 `serve run sentiment.apps:build_router` and serve_config.yaml use the builders below.
 """
 
-import asyncio
 import logging
 import math
 import time
@@ -191,8 +190,7 @@ class BatchedModel:
         if batcher.busy and batcher.last_ok:
             return
         # Idle, or its last call failed: a real inference, alone, out of the traffic metrics.
-        probe = batcher.probe(self.model.predict_batch, [HEALTH_TEXT])
-        await asyncio.wait_for(probe, timeout=self.health_timeout_s)
+        await batcher.probe(self.model.predict_batch, [HEALTH_TEXT], self.health_timeout_s)
 
 
 # The one place these options are set: the config files do not repeat them (a unit test checks).

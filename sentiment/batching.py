@@ -70,12 +70,19 @@ class ContinuousBatcher(Generic[Item, Result]):
             self._start()
         return await _results(jobs)
 
-    async def probe(self, fn: Callable[[list[Item]], Sequence[Result]], items: list[Item]) -> list:
-        """Run `fn(items)` alone in the model's thread, before the next batch (a health inference)."""
+    async def probe(
+        self, fn: Callable[[list[Item]], Sequence[Result]], items: list[Item], timeout_s: float
+    ) -> list:
+        """Run `fn(items)` alone in the model's thread, before the next batch (a health inference);
+        one not answered within `timeout_s` counts as a failed call until a later call answers."""
         jobs = self._jobs(items)
         self._probes.append((fn, jobs))
         self._start()
-        return await _results(jobs)
+        try:
+            return await asyncio.wait_for(_results(jobs), timeout_s)
+        except TimeoutError:
+            self.last_ok = False
+            raise
 
     def run_now(self, fn: Callable[..., Result], *args: object) -> Result:
         """Run `fn(*args)` in the model's thread and wait for it (start-up work, before traffic)."""

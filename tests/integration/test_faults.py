@@ -84,10 +84,17 @@ def test_a_replica_whose_model_stops_answering_is_replaced(
         before = httpx.get(f"{url}/healthcheck", timeout=30).json()["replica"]
         serve.get_app_handle("frozen").freeze.remote().result(timeout_s=30)
         frozen_at = time.monotonic()
-        # /healthcheck tells the truth: the process answers, the model does not.
+        # /healthcheck tells the truth: the process answers, the model does not. At once when its
+        # own inference times out (2 s); if Serve's periodic check got there first, a running call
+        # is not yet known to be stuck, so within stuck_after_s.
+        wait_for(
+            lambda: httpx.get(f"{url}/healthcheck", timeout=30).status_code == 503,
+            10,
+            "/healthcheck to say the model is not answering",
+        )
         health = httpx.get(f"{url}/healthcheck", timeout=30)
-        assert health.status_code == 503, health.text
-        assert "not answering" in health.json()["detail"]
+        assert "not answering" in health.json()["detail"], health.text
+        told_in = time.monotonic() - frozen_at
         # A request to the stuck model ends at the configured request timeout, not never.
         sent = time.monotonic()
         stuck = httpx.post(f"{url}/classify", json={"input_text": "anyone home"}, timeout=60)
@@ -105,7 +112,8 @@ def test_a_replica_whose_model_stops_answering_is_replaced(
         answer = httpx.post(f"{url}/classify", json={"input_text": "back again"}, timeout=30)
         assert answer.status_code == 200
     print(
-        f"\nmodel frozen: /healthcheck 503, a request timed out (408) after {waited:.1f} s,"
+        f"\nmodel frozen: /healthcheck 503 after {told_in:.1f} s, a request timed out (408) after"
+        f" {waited:.1f} s,"
         f" replica replaced in {replaced_in:.1f} s"
     )
 

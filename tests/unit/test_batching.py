@@ -139,7 +139,7 @@ def test_a_probe_runs_alone_between_batches() -> None:
     async def run() -> list:
         traffic = asyncio.gather(*(batcher.submit(n) for n in range(12)))
         await asyncio.sleep(0.005)
-        probe = await batcher.probe(exclusive, [-1])
+        probe = await batcher.probe(exclusive, [-1], timeout_s=5)
         await traffic
         return probe
 
@@ -147,3 +147,25 @@ def test_a_probe_runs_alone_between_batches() -> None:
     assert overlaps == []
     # The probe is not a batch: it is kept out of what traffic ran.
     assert sum(batcher.batch_sizes) == 12
+
+
+def test_a_probe_that_times_out_counts_as_a_failed_call_until_one_answers() -> None:
+    release = threading.Event()
+
+    def hangs_once(items: list[int]) -> list[int]:
+        release.wait(5)
+        return items
+
+    batcher = ContinuousBatcher(hangs_once, max_batch_size=4)
+
+    async def run() -> list[bool | None]:
+        seen = [batcher.last_ok]
+        with pytest.raises(TimeoutError):
+            await batcher.probe(hangs_once, [1], timeout_s=0.1)
+        seen.append(batcher.last_ok)
+        release.set()
+        assert await batcher.submit(2) == 2
+        seen.append(batcher.last_ok)
+        return seen
+
+    assert asyncio.run(run()) == [None, False, True]
