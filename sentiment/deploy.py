@@ -46,6 +46,20 @@ def head_answers(address: str | None) -> bool:
     return True
 
 
+def connect() -> bool:
+    """Connect to the running head (RAY_ADDRESS, else this machine's); print why not and say so."""
+    address = os.environ.get("RAY_ADDRESS")
+    if not head_answers(address):
+        print(f"{NO_HEAD}; nothing answers at RAY_ADDRESS={address}", file=sys.stderr)
+        return False
+    try:
+        ray.init(address="auto", logging_level="ERROR", log_to_driver=False)
+    except ConnectionError:
+        print(NO_HEAD, file=sys.stderr)
+        return False
+    return True
+
+
 def http_options(settings: Settings) -> dict:
     """Serve's proxy options from the settings (what serve_config.yaml's http_options says)."""
     return {
@@ -64,14 +78,7 @@ def deploy(app_name: str) -> int:
     except StartupError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    address = os.environ.get("RAY_ADDRESS")
-    if not head_answers(address):
-        print(f"{NO_HEAD}; nothing answers at RAY_ADDRESS={address}", file=sys.stderr)
-        return 1
-    try:
-        ray.init(address="auto", logging_level="ERROR", log_to_driver=False)
-    except ConnectionError:
-        print(NO_HEAD, file=sys.stderr)
+    if not connect():
         return 1
     # Only takes effect when Serve is not yet running on the cluster.
     serve.start(http_options=http_options(settings))
@@ -94,10 +101,8 @@ def reason(message: str) -> str:
 
 def status() -> int:
     """Print one line per app on the running head: its status, and why when it is not running."""
-    if not head_answers(os.environ.get("RAY_ADDRESS")):
-        print(NO_HEAD, file=sys.stderr)
+    if not connect():
         return 1
-    ray.init(address="auto", logging_level="ERROR", log_to_driver=False)
     applications = serve.status().applications
     for name, app in applications.items():
         why = f": {reason(app.message)}" if app.status != "RUNNING" and app.message else ""

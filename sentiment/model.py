@@ -64,22 +64,35 @@ class ModelLoadError(StartupError):
     """The model could not be had; the message says what to set."""
 
 
+# What every "cannot load model" line ends with.
+SET_MODEL = (
+    "set SENTIMENT_MODEL to a folder saved with save_pretrained"
+    " (python -m sentiment.testing tiny DIR makes an untrained one)"
+)
+
+
+def looks_like_path(model: str) -> bool:
+    """Say whether `model` names a folder rather than a hub id."""
+    return model.startswith((".", "/")) or Path(model).exists()
+
+
+def hub_offline() -> bool:
+    """Say whether HF_HUB_OFFLINE forbids the model hub."""
+    return os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+
+
 def load_failure(model: str, error: Exception) -> ModelLoadError:
     """Turn a from_pretrained failure into one line that says what to set."""
     path = Path(model)
-    looks_like_path = model.startswith((".", "/")) or path.exists()
-    if looks_like_path and not path.is_dir():
+    is_path = looks_like_path(model)
+    if is_path and not path.is_dir():
         reason = f"no folder at {model}"
-    elif looks_like_path and not (path / "config.json").is_file():
+    elif is_path and not (path / "config.json").is_file():
         reason = f"{model} has no config.json, so it is not a model saved with save_pretrained"
     else:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
-    hint = (
-        "set SENTIMENT_MODEL to a folder saved with save_pretrained"
-        " (python -m sentiment.testing tiny DIR makes an untrained one)"
-    )
-    if not offline and not looks_like_path:
+    hint = SET_MODEL
+    if not hub_offline() and not is_path:
         hint += ", or make the model hub reachable"
     return ModelLoadError(f"cannot load model {model!r}: {reason}; {hint}")
 
@@ -100,8 +113,7 @@ def check_folder(model: str) -> None:
 def check_hub(model: str, revision: str | None = None) -> None:
     """Raise ModelLoadError at once if `model` must come from a model hub that cannot be reached
     (huggingface_hub would retry for about 25 s before saying so)."""
-    offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
-    if offline or model.startswith((".", "/")) or Path(model).exists():
+    if hub_offline() or looks_like_path(model):
         return
     if isinstance(try_to_load_from_cache(model, "config.json", revision=revision), str):
         return  # in this machine's cache: from_pretrained will not need the hub
@@ -112,9 +124,7 @@ def check_hub(model: str, revision: str | None = None) -> None:
     except OSError as error:
         raise ModelLoadError(
             f"cannot load model {model!r}: the model hub at {hub_constants.ENDPOINT} cannot be"
-            f" reached ({error}) and the model is not in this machine's cache; set"
-            " SENTIMENT_MODEL to a folder saved with save_pretrained"
-            " (python -m sentiment.testing tiny DIR makes an untrained one)"
+            f" reached ({error}) and the model is not in this machine's cache; {SET_MODEL}"
         ) from error
 
 
