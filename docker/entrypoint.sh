@@ -11,18 +11,15 @@ fi
 DASHBOARD_HOST=${RAY_DASHBOARD_HOST:-127.0.0.1}
 DASHBOARD_PORT=${RAY_DASHBOARD_PORT:-8265}
 DASHBOARD=http://127.0.0.1:$DASHBOARD_PORT
+# Where `serve` and `python -m sentiment.deploy drain` find Serve's REST API.
+export RAY_DASHBOARD_ADDRESS=$DASHBOARD
 
 stop() {
-    echo "sentiment-serve: stopping; draining in-flight requests"
-    # Remove the apps first: replicas finish what they hold while the proxy stays up. (`serve
-    # shutdown` would stop the proxy at once, dropping requests in flight.)
-    printf 'applications: []\n' >/tmp/no-apps.yaml
-    serve deploy -a "$DASHBOARD" /tmp/no-apps.yaml >/dev/null || true
-    for _ in $(seq 1 60); do
-        serve status -a "$DASHBOARD" 2>/dev/null | grep -q '^applications: {}' && break
-        sleep 1
-    done
-    # `ray stop`, and the HAProxy it would leave behind.
+    echo "sentiment-serve: draining: new requests get 503 + Retry-After, taken ones are answered"
+    # The apps refuse new work (and /healthcheck says 503) and this returns once what they took
+    # is answered. Removing the apps instead would drop their routes at once: 404s meanwhile.
+    python -m sentiment.deploy drain || true
+    # HAProxy's listeners closed first (clients see a refused connection), then `ray stop`.
     python -m sentiment.deploy stop >/dev/null || true
     echo "sentiment-serve: stopped"
     exit 0
@@ -47,7 +44,7 @@ config["http_options"].update(
 )
 yaml.safe_dump(config, open("/tmp/serve_config.yaml", "w"), sort_keys=False)
 PY
-serve deploy -a "$DASHBOARD" /tmp/serve_config.yaml
+serve deploy /tmp/serve_config.yaml
 echo "sentiment-serve: deploying both apps on :$SENTIMENT_HTTP_PORT (model ${SENTIMENT_MODEL:-default}); GET /healthcheck says when ready"
 
 # Wait in the background so the trap runs as soon as SIGTERM arrives.

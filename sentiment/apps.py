@@ -7,6 +7,7 @@ Both classify through BatchedModel: the model loaded once per replica, behind on
 `serve run sentiment.apps:build_router` and serve_config.yaml use the builders below.
 """
 
+import asyncio
 import logging
 import math
 import time
@@ -24,7 +25,14 @@ from ray.serve.config import BackpressureConfig
 from ray.serve.schema import LoggingConfig
 
 from sentiment.batching import ContinuousBatcher
-from sentiment.inputs import ApiError, InvalidInput, Overloaded, check_text, check_texts
+from sentiment.inputs import (
+    ApiError,
+    Draining,
+    InvalidInput,
+    Overloaded,
+    check_text,
+    check_texts,
+)
 from sentiment.metrics import ModelMetrics
 from sentiment.model import Prediction, SentimentBertModel
 from sentiment.settings import Settings
@@ -63,6 +71,10 @@ TUNABLES = (
     "max_queue_s",
     "stuck_after_s",
 )
+# The user_config key beside them that `python -m sentiment.deploy drain` sets (see reconfigure).
+DRAINING = "draining"
+# What a draining replica's 503 tells a client: try again soon (another server, or this one restarted).
+DRAINING_RETRY_AFTER_S = 1
 
 
 class ModelStuck(RuntimeError):
@@ -109,6 +121,8 @@ class BatchedModel:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.draining = False
+        self.taken = 0  # requests admitted and not yet answered
         self.model = SentimentBertModel.from_settings(settings)
         self.metrics = ModelMetrics()
         self.batcher = ContinuousBatcher(
@@ -138,7 +152,10 @@ class BatchedModel:
         return [(prediction, len(texts)) for prediction in report.predictions]
 
     def admit(self, count: int) -> None:
-        """Refuse `count` more texts when the work ahead of them is past the budget (503)."""
+        """Refuse `count` more texts while draining, or when the work ahead of them is past the
+        budget (503 and Retry-After, both)."""
+        if self.draining:
+            raise self.draining_error()
         ahead = self.batcher.queued + self.batcher.running
         wait_s = (ahead + count) * self.text_seconds
         # A replica with nothing ahead takes any request the caps allow: it is the fastest it gets.
@@ -158,22 +175,47 @@ class BatchedModel:
     async def classify_many(self, texts: list[str]) -> list[Prediction]:
         """Classify one request's texts through the batcher, beside everyone else's, or refuse them."""
         self.admit(len(texts))
-        answers = await self.batcher.submit_many(texts)
+        self.taken += 1
+        try:
+            answers = await self.batcher.submit_many(texts)
+        finally:
+            self.taken -= 1
         sizes = _batch_sizes.get()
         if sizes is not None:
             sizes.extend(size for _, size in answers)
         return [prediction for prediction, _ in answers]
 
-    def reconfigure(self, config: dict) -> None:
-        """Apply tunables from the deployment's user_config to this running replica: Serve calls
-        this in place when only user_config changed, so nothing restarts and no model reloads."""
+    @staticmethod
+    def draining_error() -> Draining:
+        """The answer to a request that arrives while this replica drains."""
+        return Draining(
+            "this server is shutting down: it answers the requests it took and takes no more;"
+            " retry",
+            headers={"Retry-After": str(DRAINING_RETRY_AFTER_S)},
+        )
+
+    async def reconfigure(self, config: dict) -> None:
+        """Apply the deployment's user_config to this running replica: Serve calls this in place
+        when only user_config changed, so nothing restarts and no model reloads.
+
+        `draining: true` makes the replica refuse new requests (503) and returns only when the
+        ones it took are answered: Serve reports the update done when every replica is idle.
+        """
+        config = dict(config)
+        draining = config.pop(DRAINING, False)
         if unknown := set(config) - set(TUNABLES):
             raise ValueError(
-                f"user_config may set only {', '.join(TUNABLES)}; not {sorted(unknown)}"
+                f"user_config may set only {', '.join(TUNABLES)} and {DRAINING};"
+                f" not {sorted(unknown)}"
             )
+        if not isinstance(draining, bool):
+            raise ValueError(f"user_config {DRAINING} must be true or false, not {draining!r}")
         self.settings = Settings.model_validate({**self.settings.model_dump(), **config})
         self.batcher.max_batch_size = self.settings.max_batch_size
         self.batcher.wait_s = self.settings.batch_wait_timeout_s
+        self.draining = draining
+        while self.draining and self.taken:
+            await asyncio.sleep(0.05)
 
     async def check_health(self) -> None:
         """Fail when the model is stuck or broken, not when it is busy (Serve replaces a replica
@@ -262,10 +304,13 @@ class Classifier(BatchedModel):
     @api.get(
         "/healthcheck",
         response_model=Health,
-        responses={503: {"description": "The model did not answer."}},
+        responses={503: {"description": "The model did not answer, or the server is draining."}},
     )
     async def healthcheck(self) -> Health | JSONResponse:
-        """Answer 200 only when the model answers a real inference."""
+        """Answer 200 only when the model answers a real inference (503 while draining, so load
+        balancers stop sending requests here)."""
+        if self.draining:
+            raise self.draining_error()
         try:
             await self.check_health()
         except Exception as error:

@@ -1,18 +1,22 @@
 """Deploy one app onto the running Ray head: the body of serve_with_rayserve.py and serve_with_fastapi.py."""
 
+import argparse
 import contextlib
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 
 import ray
 from ray import serve
 
-from sentiment.apps import BUILDERS, CLASSIFIER_APP, ROUTE_PREFIXES, ROUTER_APP
+from sentiment.apps import BUILDERS, CLASSIFIER_APP, DRAINING, ROUTE_PREFIXES, ROUTER_APP
 from sentiment.model import ModelLoadError
 from sentiment.settings import Settings, StartupError
 
@@ -149,8 +153,23 @@ def stop_haproxy(node_ids: Iterable[str] | None = None) -> int:
     return len(pids)
 
 
+def soft_stop_haproxy(timeout_s: float = 5.0) -> None:
+    """Close HAProxy's listening sockets and let it finish the requests it holds (SIGUSR1, its
+    soft stop): clients then see a refused connection, which they retry, rather than a request
+    cut in flight when `ray stop` takes the replicas behind it."""
+    pids = haproxy_pids()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and set(pids) & set(haproxy_pids()):
+        time.sleep(0.1)
+
+
 def stop() -> int:
-    """`ray stop` (every Ray process on this machine), then the HAProxy it leaves behind."""
+    """Stop HAProxy's listeners, then `ray stop` (every Ray process on this machine), then any
+    HAProxy left behind."""
+    soft_stop_haproxy()
     ray_cli = Path(sys.executable).parent / "ray"
     done = subprocess.run([str(ray_cli), "stop", "--force"], check=False)
     stopped = stop_haproxy()
@@ -159,11 +178,92 @@ def stop() -> int:
     return done.returncode
 
 
-COMMANDS = {"stop": stop, "status": status}
+def serve_api(method: str, body: dict | None = None) -> dict:
+    """Call Serve's REST API on the dashboard (RAY_DASHBOARD_ADDRESS, as the serve CLI reads it)."""
+    address = os.environ.get("RAY_DASHBOARD_ADDRESS", "http://127.0.0.1:8265").rstrip("/")
+    request = urllib.request.Request(
+        f"{address}/api/serve/applications/",
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read() or b"{}")
+
+
+def draining_config(details: dict) -> dict:
+    """The running config (Serve's REST shape) with `draining: true` in every deployment's
+    user_config, beside what that user_config already holds."""
+    config = {
+        key: details[key]
+        for key in ("proxy_location", "http_options", "grpc_options", "target_capacity")
+        if details.get(key) is not None
+    }
+    config["applications"] = []
+    for app in details["applications"].values():
+        app_config = app["deployed_app_config"]
+        overrides = {options["name"]: options for options in app_config.get("deployments", [])}
+        for name, deployment in app["deployments"].items():
+            user_config = deployment["deployment_config"].get("user_config") or {}
+            options = overrides.setdefault(name, {"name": name})
+            options["user_config"] = {**user_config, DRAINING: True}
+        config["applications"].append({**app_config, "deployments": list(overrides.values())})
+    return config
+
+
+def drained(app: dict) -> bool:
+    """Say whether every deployment of an app took `draining` (each replica is then idle: its
+    reconfigure returns only then) and the app is done deploying."""
+    return app["status"] != "DEPLOYING" and all(
+        (deployment["deployment_config"].get("user_config") or {}).get(DRAINING) is True
+        and deployment["status"] != "UPDATING"
+        for deployment in app["deployments"].values()
+    )
+
+
+def drain(timeout_s: float) -> int:
+    """Make every app refuse new requests (503 + Retry-After, /healthcheck 503) and return once
+    the requests they took are answered; `serve deploy` of the config again undoes it."""
+    started = time.monotonic()
+    details = serve_api("GET")
+    apps = details["applications"]
+    if scripted := sorted(name for name, app in apps.items() if not app["deployed_app_config"]):
+        print(
+            f"cannot drain {', '.join(scripted)}: deployed by a script, not from a config"
+            " (`serve deploy serve_config.yaml` deploys from one)",
+            file=sys.stderr,
+        )
+        return 1
+    if apps:
+        serve_api("PUT", draining_config(details))
+    deadline = started + timeout_s
+    while time.monotonic() < deadline:
+        apps = serve_api("GET")["applications"]
+        if all(drained(app) for app in apps.values()):
+            states = ", ".join(f"{name} {app['status']}" for name, app in apps.items())
+            print(f"drained in {time.monotonic() - started:.1f} s: {states or 'no apps'}")
+            return 0
+        time.sleep(0.2)
+    print(f"error: the apps did not drain within {timeout_s:g} s", file=sys.stderr)
+    return 1
+
+
+def main(argv: list[str]) -> int:
+    """python -m sentiment.deploy stop|status|drain: what `make down`, `make status` and the
+    container's stop run."""
+    parser = argparse.ArgumentParser(prog="python -m sentiment.deploy")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("stop", help="stop Ray on this machine, and the HAProxy Ray leaves")
+    commands.add_parser("status", help="one line per app on the running head")
+    drain_parser = commands.add_parser(
+        "drain", help="refuse new requests (503) and wait until those taken are answered"
+    )
+    drain_parser.add_argument("--timeout", type=float, default=30.0, help="seconds (30)")
+    args = parser.parse_args(argv)
+    if args.command == "drain":
+        return drain(args.timeout)
+    return stop() if args.command == "stop" else status()
+
 
 if __name__ == "__main__":
-    # python -m sentiment.deploy stop|status: what `make down` (and the container's stop) and
-    # `make status` run.
-    if len(sys.argv) != 2 or sys.argv[1] not in COMMANDS:
-        sys.exit(f"usage: python -m sentiment.deploy {'|'.join(COMMANDS)}")
-    sys.exit(COMMANDS[sys.argv[1]]())
+    sys.exit(main(sys.argv[1:]))

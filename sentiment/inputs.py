@@ -48,10 +48,18 @@ class InvalidInput(ClientError):
     status_code = 422
 
 
-class Overloaded(ApiError):
-    """More queued work than the replica's budget (SENTIMENT_MAX_QUEUE_S): retry after Retry-After."""
+class Unavailable(ApiError):
+    """Not taken now, with a Retry-After: a load balancer or client retries it."""
 
     status_code = 503
+
+
+class Overloaded(Unavailable):
+    """More queued work than the replica's budget (SENTIMENT_MAX_QUEUE_S)."""
+
+
+class Draining(Unavailable):
+    """The server is shutting down: it answers the requests it took and takes no more."""
 
 
 def check_text(text: str | None, field: str, settings: Settings) -> str:

@@ -75,9 +75,12 @@ class ErrorOut(BaseModel):
 
 def error_responses() -> dict[int | str, dict[str, Any]]:
     """The error table as OpenAPI responses, so the document says what each status means."""
+    meanings: dict[int | str, list[str]] = {}
+    for error in error_table():
+        meanings.setdefault(error.status_code, []).append(error.__doc__ or "")
     return {
-        error.status_code: {"model": ErrorOut, "description": error.__doc__}
-        for error in error_table()
+        status: {"model": ErrorOut, "description": " Or: ".join(docs)}
+        for status, docs in meanings.items()
     }
 
 

@@ -72,23 +72,32 @@ def gone(url: str) -> bool:
 
 class SteadyLoad:
     """Client threads posting to one URL until stopped (bounded in count and time): one text per
-    request to /classify, or `batch` texts per request to /classify/batch."""
+    request to /classify, or `batch` texts per request to /classify/batch; each text `words` longer
+    than a few words."""
 
-    def __init__(self, url: str, clients: int = CLIENTS, batch: int = 0, warm: int = 20) -> None:
+    def __init__(
+        self, url: str, clients: int = CLIENTS, batch: int = 0, warm: int = 20, words: int = 0
+    ) -> None:
         self.url = url
         self.batch = batch
+        self.filler = " word" * words
         self.warm = warm  # answers to wait for on entering
         self.outcomes: Counter[str] = Counter()
         self.timeline: list[tuple[float, bool]] = []  # (when a request started, ok)
         self.latencies: list[float] = []  # seconds, of the requests answered 200
+        self.answered: list[tuple[float, str]] = []  # (when an answer came, its kind)
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._client, args=(n,)) for n in range(clients)]
 
     def _body(self, n: int, i: int) -> dict:
         """Client n's i-th request body."""
         if self.batch:
-            return {"texts": [f"client {n} request {i} text {k}" for k in range(self.batch)]}
-        return {"input_text": f"client {n} request {i}"}
+            return {
+                "texts": [
+                    f"client {n} request {i} text {k}{self.filler}" for k in range(self.batch)
+                ]
+            }
+        return {"input_text": f"client {n} request {i}{self.filler}"}
 
     def _client(self, n: int) -> None:
         deadline = time.monotonic() + 120  # past any test's own waits
@@ -104,6 +113,7 @@ class SteadyLoad:
                     ok, kind = False, f"failed: {type(error).__name__}"
                 self.outcomes[kind] += 1
                 self.timeline.append((started, ok))
+                self.answered.append((time.monotonic(), kind))
                 if ok:
                     self.latencies.append(time.monotonic() - started)
 

@@ -394,6 +394,56 @@ def test_a_tunable_in_user_config_changes_without_a_restart(head: Head, tmp_path
     assert restored.returncode == 0, restored.stdout + restored.stderr
 
 
+def test_drain_refuses_new_requests_and_returns_once_the_taken_ones_are_answered(
+    head: Head, tmp_path: Path
+) -> None:
+    good = config_for(head, tmp_path)
+    # One text per model call, so the batches of long texts the clients keep queued take seconds.
+    config = yaml.safe_load(good.read_text())
+    (classifier,) = [app for app in config["applications"] if app["name"] == "classifier"]
+    classifier["deployments"][0]["user_config"] = {"max_batch_size": 1}
+    slow = tmp_path / "slow.yaml"
+    slow.write_text(yaml.safe_dump(config))
+    deployed = run([str(BIN / "serve"), "deploy", str(slow), "-a", head.dashboard_url], head.env)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    health = f"{head.http_url}/healthcheck"
+    wait_for(
+        lambda: answers(health) and answers(f"{head.http_url}/router?txt=hi"), 120, "both apps"
+    )
+    before = httpx.get(health, timeout=30).json()["replica"]
+    env = {**head.env, "RAY_DASHBOARD_ADDRESS": head.dashboard_url}
+    drain = [sys.executable, "-m", "sentiment.deploy", "drain"]
+    with SteadyLoad(f"{head.http_url}/classify/batch", clients=8, batch=256, words=150) as load:
+        started = time.monotonic()
+        drained = run(drain, env, timeout=90)
+        returned = time.monotonic()
+        refused = httpx.post(f"{head.http_url}/classify", json={"input_text": "late"}, timeout=30)
+        statuses = {
+            "healthcheck": httpx.get(health, timeout=30).status_code,
+            "router": httpx.get(f"{head.http_url}/router?txt=late", timeout=30).status_code,
+        }
+    answered_while_draining = [kind for at, kind in load.answered if started < at < returned]
+    answered_after = [kind for at, kind in load.answered if at > returned and kind == "ok"]
+    print(
+        f"\ndrain: {drained.stdout.strip()} (command {returned - started:.1f} s);"
+        f" answered 200 while draining: {answered_while_draining.count('ok')};"
+        f" requests {dict(load.outcomes)}"
+    )
+    assert drained.returncode == 0, drained.stdout + drained.stderr
+    # What was taken is answered (200) before drain returns; what came later got a 503 to retry.
+    assert answered_while_draining.count("ok") > 0
+    assert answered_after == []
+    assert set(load.outcomes) <= {"ok", "failed: http 503"}, load.outcomes
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
+    assert "shutting down" in refused.json()["detail"]
+    assert statuses == {"healthcheck": 503, "router": 503}
+    # `serve deploy` of the config undoes it, on the same replica.
+    restored = run([str(BIN / "serve"), "deploy", str(good), "-a", head.dashboard_url], head.env)
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    wait_for(lambda: answers(health), 60, "the apps to take requests again")
+    assert httpx.get(health, timeout=30).json()["replica"] == before
+
+
 def test_serve_run_of_the_config(head: Head, tmp_path: Path) -> None:
     config = config_for(head, tmp_path)
     # Start from no apps, so what answers below is what serve run deployed.
