@@ -9,7 +9,8 @@ import pytest
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # Keep every Ray of the tests on loopback: otherwise a driver swaps 127.0.0.1 for the machine's
-# network address. This flag only also refuses `ray start --address`, which no test runs.
+# network address. This flag also refuses `ray start --address`: the one test that starts a
+# worker that way (tests/multinode/test_kuberay_path.py) unsets it for that worker.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 # Tests never reach for the model hub; they build their own models.
 os.environ["HF_HUB_OFFLINE"] = "1"

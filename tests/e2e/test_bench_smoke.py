@@ -49,3 +49,13 @@ def test_benchmark_runs_end_to_end(tiny_model_dir: Path, tmp_path: Path) -> None
     assert (tmp_path / "results.png").stat().st_size > 10_000
     assert "| target |" in (tmp_path / "results.md").read_text()
     assert done.stdout.rstrip().endswith((tmp_path / "results.md").read_text().rstrip())
+    # The capacity model reads the same file (README: Sizing).
+    capacity = subprocess.run(
+        [sys.executable, "-m", "bench.capacity", "--results", str(tmp_path / "results.json"), "--p99-ms", "10000"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert capacity.returncode == 0, capacity.stderr
+    (router,) = [
+        line for line in capacity.stdout.splitlines() if line.startswith("| GET /router |")
+    ]
+    assert "req/s" in router and "no level" not in router

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 import ray
+import yaml
 from ray import serve
 from ray.cluster_utils import Cluster
 
@@ -21,6 +22,8 @@ from sentiment.deploy import stop_haproxy
 from sentiment.model import SentimentBertModel
 from sentiment.settings import Settings
 from tests.helpers import CLIENTS, SteadyLoad, answers, assert_same_prediction, free_port, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
 
 NODE = {"num_cpus": 1, "node_ip_address": "127.0.0.1", "include_dashboard": False}
 # The head has room for both replicas, so the worker's can come back there when the worker dies;
@@ -38,6 +41,31 @@ class TwoNodes:
     settings: Settings
     cluster: Cluster
     worker: object  # the worker node, as cluster.add_node returned it
+
+
+def deploy_classifier(settings: Settings, **options) -> None:
+    """Deploy the Classifier app with these options, each replica taking one CPU."""
+    deployment = Classifier.options(ray_actor_options={"num_cpus": 1}, **options)
+    serve.run(
+        deployment.bind(settings), name=CLASSIFIER_APP, route_prefix=ROUTE_PREFIXES[CLASSIFIER_APP]
+    )
+
+
+def replica_nodes(two_nodes: "TwoNodes", asks: int = 20) -> set[str]:
+    """The nodes of the Classifier replicas that answer /healthcheck through either proxy."""
+    seen = set()
+    for n in range(asks):
+        url = (two_nodes.head_url, two_nodes.worker_url)[n % 2]
+        answer = httpx.get(f"{url}/healthcheck", timeout=10)
+        if answer.status_code == 200:
+            seen.add(answer.json()["node"])
+    return seen
+
+
+def running_replicas() -> int:
+    """The Classifier replicas Serve reports RUNNING."""
+    (deployment,) = serve.status().applications[CLASSIFIER_APP].deployments.values()
+    return deployment.replica_states.get("RUNNING", 0)
 
 
 @pytest.fixture(scope="module")
@@ -59,12 +87,7 @@ def two_nodes(tiny_model_dir: Path) -> Iterator[TwoNodes]:
         cluster.wait_for_nodes()
         serve.start(http_options={"host": "127.0.0.1", "port": head_port, "location": "EveryNode"})
         settings = Settings(model=str(tiny_model_dir), num_threads=1)
-        two_replicas = Classifier.options(num_replicas=2, ray_actor_options={"num_cpus": 1})
-        serve.run(
-            two_replicas.bind(settings),
-            name=CLASSIFIER_APP,
-            route_prefix=ROUTE_PREFIXES[CLASSIFIER_APP],
-        )
+        deploy_classifier(settings, num_replicas=2)
         yield TwoNodes(
             head_url=f"http://127.0.0.1:{head_port}",
             worker_url=f"http://127.0.0.1:{worker_port}",
@@ -123,6 +146,53 @@ def test_answers_through_either_proxy_equal_in_process(two_nodes: TwoNodes) -> N
     assert [r.status_code for r in responses] == [200] * len(texts)
     for response, expected in zip(responses, model.predict_batch(texts), strict=True):
         assert_same_prediction(response.json(), expected, model.precision)
+
+
+def test_a_load_step_scales_out_over_both_nodes_and_back_with_no_failed_request(
+    two_nodes: TwoNodes,
+) -> None:
+    config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
+    (classifier,) = [app for app in config["applications"] if app["name"] == CLASSIFIER_APP]
+    autoscaling = classifier["deployments"][0]["autoscaling_config"]
+    assert autoscaling["min_replicas"] == 1 and autoscaling["max_replicas"] >= 3
+    # The config's policy on this cluster's 3 CPUs, with Ray's own tests' short intervals and
+    # delays, and a target that 8 clients exceed.
+    fast = {
+        "metrics_interval_s": 0.5,
+        "look_back_period_s": 2,
+        "upscale_delay_s": 1,
+        "downscale_delay_s": 3,
+    }
+    deploy_classifier(
+        two_nodes.settings,
+        autoscaling_config={**autoscaling, **fast, "max_replicas": 3, "target_ongoing_requests": 2},
+    )
+    wait_for(lambda: running_replicas() == 1, 60, "one replica at rest")
+    url = f"{two_nodes.head_url}/classify"
+    try:
+        with SteadyLoad(url, clients=8) as step:
+            started = time.monotonic()
+            wait_for(lambda: running_replicas() == 3, 90, "three replicas under load")
+            up_in = time.monotonic() - started
+            nodes = replica_nodes(two_nodes)
+            step.wait_for_requests_after(time.monotonic())
+        # A trickle of requests keeps flowing while the extra replicas drain and stop.
+        with SteadyLoad(url, clients=1, warm=5) as trickle:
+            started = time.monotonic()
+            wait_for(lambda: running_replicas() == 1, 90, "back to one")
+            down_in = time.monotonic() - started
+            trickle.wait_for_requests_after(time.monotonic(), count=5)
+        print(
+            f"\nautoscaling: 1 -> 3 replicas in {up_in:.1f} s under 8 clients {dict(step.outcomes)};"
+            f" 3 -> 1 in {down_in:.1f} s under 1 client {dict(trickle.outcomes)}"
+        )
+        assert set(nodes) == two_nodes.node_ids  # at least one replica on each node
+        assert step.failed() == 0 and trickle.failed() == 0
+    finally:
+        # The fixed two replicas, one per node, for the test that follows.
+        deploy_classifier(two_nodes.settings, num_replicas=2)
+        wait_for(lambda: running_replicas() == 2, 60, "two replicas")
+        wait_for(lambda: replica_nodes(two_nodes) == two_nodes.node_ids, 60, "one on each node")
 
 
 def test_losing_the_worker_node_fails_only_its_in_flight_requests(two_nodes: TwoNodes) -> None:
