@@ -9,7 +9,7 @@ export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 RAY_CPUS ?= $(shell nproc)
 
-.PHONY: help install up down status check test test-container image bench bench-precision lint format tiny-model full-model clean
+.PHONY: help install up down status check test test-container image bench bench-precision sizing lint format tiny-model full-model clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -81,3 +81,7 @@ bench: install  ## the load benchmark (full-size stand-in model, ~8 min): bench/
 
 bench-precision: install  ## every precision in-process: speed, latency, agreement with fp32 (MODEL=DIR)
 	$(BIN)/python -m bench.precision $(if $(MODEL),--model $(MODEL))
+
+sizing: install  ## one replica at 1 to 32 clients (~7 min), then the capacity table (README: Sizing)
+	$(BIN)/python -m bench --concurrency 1,2,4,8,16,32 --seconds 8 --no-peers --out bench/results/scaling
+	$(BIN)/python -m bench.capacity --results bench/results/scaling/results.json

@@ -4,8 +4,8 @@ No Kubernetes here; what the operator does is reproduced step by step from the m
 head started with the head group's `rayStartParams` and container env, a worker with the worker
 group's (and `--num-cpus` from the pod's CPU limit, as KubeRay adds it), then `serveConfigV2` sent as
 JSON with PUT /api/serve/applications/ on the dashboard (KubeRay's UpdateDeployments), and the apps'
-status read back from GET /api/serve/applications/ (its GetServeDetails). The pods become two node
-addresses on loopback (127.0.0.2 and 127.0.0.3), the dashboard listens on 127.0.0.1, every port is the
+status read back from GET /api/serve/applications/ (its GetServeDetails). The pods become node
+addresses on loopback (127.0.0.2 to 127.0.0.4), the dashboard listens on 127.0.0.1, every port is the
 test's own, and all traffic goes to loopback.
 """
 
@@ -30,7 +30,9 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 # Two pods, two addresses, both on loopback (`ray start` rewrites 127.0.0.1 itself to this
 # machine's network address).
-HEAD_IP, WORKER_IP = "127.0.0.2", "127.0.0.3"
+HEAD_IP = "127.0.0.2"
+# Two worker pods: one replica each (the worker group's num-cpus), and two apps.
+WORKER_IPS = ("127.0.0.3", "127.0.0.4")
 
 
 def manifest() -> dict:
@@ -59,24 +61,32 @@ def start_pod(command: list[str], env: dict[str, str], log: Path) -> subprocess.
         return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
+def alive_nodes(dashboard: str) -> int:
+    """Count the cluster's live nodes (Ray's state API on the dashboard)."""
+    answer = httpx.get(f"{dashboard}/api/v0/nodes", params={"limit": 100}, timeout=30)
+    nodes = answer.json()["data"]["result"]["result"] if answer.status_code == 200 else []
+    return sum(node["state"] == "ALIVE" for node in nodes)
+
+
 @dataclass
 class Cluster:
-    """The RayService's Ray cluster: a head pod and a worker pod, as processes."""
+    """The RayService's Ray cluster: a head pod and worker pods, as processes."""
 
     dashboard: str
     head_http: str
-    worker_http: str
-    config: dict  # serveConfigV2, with the test's port and loopback
+    worker_http: list[str]  # each worker pod's port 8000
+    config: dict  # serveConfigV2, with the test's port
 
 
 @pytest.fixture(scope="module")
 def cluster(tiny_model_dir: Path) -> Iterator[Cluster]:
-    """Start the head and one worker from the manifest; `ray stop` afterwards, whatever happened."""
+    """Start the head and two worker pods from the manifest (the two the autoscaler starts for the
+    apps' first replicas); `ray stop` afterwards, whatever happened."""
     spec = manifest()["spec"]
     head_group = spec["rayClusterConfig"]["headGroupSpec"]
     (worker_group,) = spec["rayClusterConfig"]["workerGroupSpecs"]
     config = yaml.safe_load(spec["serveConfigV2"])
-    head_http, worker_http = free_port(), free_port()
+    head_http = free_port()
     # The manifest's host (0.0.0.0: each node's HAProxy reaches replicas on the others by the
     # node's address); only the port is the test's own.
     config["http_options"]["port"] = head_http
@@ -90,32 +100,38 @@ def cluster(tiny_model_dir: Path) -> Iterator[Cluster]:
         f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
         f"--metrics-export-port={free_port()}",
     ]  # fmt: skip
+    # KubeRay: --num-cpus from the container's CPU limit unless rayStartParams says.
     worker_limits = worker_group["template"]["spec"]["containers"][0]["resources"]["limits"]
-    worker = [
-        str(BIN / "ray"), "start", f"--address={HEAD_IP}:{gcs_port}", f"--node-ip-address={WORKER_IP}",
-        *start_params(worker_group["rayStartParams"]), f"--num-cpus={worker_limits['cpu']}", *common,
-        f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={free_port()}",
-    ]  # fmt: skip
-    # Both pods share this machine: the worker's HAProxy gets ports of its own.
-    worker_ports = {
-        "RAY_SERVE_WORKER_PROXY_HTTP_PORT": str(worker_http),
-        "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
-        "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
-    }
+    worker_params = {"num-cpus": str(worker_limits["cpu"]), **worker_group["rayStartParams"]}
     pods: list[subprocess.Popen] = []
     head_env = pod_env(head_group, tiny_model_dir)
     try:
         pods.append(start_pod(head, head_env, Path(temp_dir) / "head-pod.log"))
         dashboard = f"http://127.0.0.1:{dashboard_port}"
         wait_for(lambda: answers(f"{dashboard}/api/gcs_healthz"), 90, "the head's dashboard")
-        worker_env = {**pod_env(worker_group, tiny_model_dir), **worker_ports}
-        # The tests' guard against `ray start --address` (tests/conftest.py): this worker joins
-        # the head on loopback.
-        worker_env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
-        pods.append(start_pod(worker, worker_env, Path(temp_dir) / "worker-pod.log"))
-        yield Cluster(
-            dashboard, f"http://127.0.0.1:{head_http}", f"http://127.0.0.1:{worker_http}", config
-        )
+        worker_urls = []
+        for ip in WORKER_IPS:
+            worker = [
+                str(BIN / "ray"), "start", f"--address={HEAD_IP}:{gcs_port}", f"--node-ip-address={ip}",
+                *start_params(worker_params), *common,
+                f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={free_port()}",
+            ]  # fmt: skip
+            # The pods share this machine: each worker's HAProxy gets ports of its own.
+            http_port = free_port()
+            worker_env = {
+                **pod_env(worker_group, tiny_model_dir),
+                "RAY_SERVE_WORKER_PROXY_HTTP_PORT": str(http_port),
+                "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
+                "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+            }
+            # The tests' guard against `ray start --address` (tests/conftest.py): these workers
+            # join the head on loopback.
+            worker_env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
+            pods.append(start_pod(worker, worker_env, Path(temp_dir) / f"worker-{ip}.log"))
+            worker_urls.append(f"http://127.0.0.1:{http_port}")
+            joined = len(worker_urls) + 1
+            wait_for(lambda n=joined: alive_nodes(dashboard) == n, 120, f"pod {ip} to join")
+        yield Cluster(dashboard, f"http://127.0.0.1:{head_http}", worker_urls, config)
     finally:
         for pod in pods:
             pod.terminate()  # `ray start --block` stops its node's processes on SIGTERM
@@ -156,7 +172,7 @@ def test_the_operators_steps_bring_both_apps_up_behind_both_pods_proxies(cluster
     wait_for(lambda: apps_running(cluster), 180, "both apps RUNNING")
     print(f"\nserveConfigV2 applied: both apps RUNNING in {time.monotonic() - started:.1f} s")
     # The worker pod's readiness probe, and the serve Service's endpoints: each pod's port 8000.
-    for url in (cluster.head_http, cluster.worker_http):
+    for url in (cluster.head_http, *cluster.worker_http):
         wait_for(lambda url=url: answers(f"{url}/-/healthz"), 60, f"{url}/-/healthz")
         router = httpx.get(f"{url}/router", params={"txt": "i like it"}, timeout=30)
         assert router.status_code == 200, router.text

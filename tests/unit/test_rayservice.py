@@ -169,7 +169,7 @@ def test_the_operator_rules_refuse_what_kuberay_would() -> None:
     cases = {
         "no more than 47": lambda m: m["metadata"].update(name="s" * 48),
         "DNS1035": lambda m: m["metadata"].update(name="Sentiment_Serve"),
-        "minReplicas > maxReplicas": lambda m: m["spec"]["rayClusterConfig"]["workerGroupSpecs"][0].update(minReplicas=9),
+        "minReplicas > maxReplicas": lambda m: m["spec"]["rayClusterConfig"]["workerGroupSpecs"][0].update(minReplicas=99),
         "unique": lambda m: m["spec"]["rayClusterConfig"]["workerGroupSpecs"].append(copy.deepcopy(m["spec"]["rayClusterConfig"]["workerGroupSpecs"][0])),
         "both rayStartParams and resources": lambda m: m["spec"]["rayClusterConfig"]["headGroupSpec"].update(resources={"CPU": "1"}),
         "UpgradeStrategy": lambda m: m["spec"].update(upgradeStrategy={"type": "BlueGreen"}),
