@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -286,6 +286,25 @@ def config_for(head: Head, tmp_path: Path) -> Path:
     return path
 
 
+def config_variant(
+    head: Head, tmp_path: Path, app_name: str, change: Callable[[dict], None]
+) -> Path:
+    """config_for's file with one app changed by `change`, beside it."""
+    config = yaml.safe_load(config_for(head, tmp_path).read_text())
+    (app,) = [app for app in config["applications"] if app["name"] == app_name]
+    change(app)
+    path = tmp_path / f"{app_name}-changed.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def classifier_user_config(head: Head, tmp_path: Path, **values: object) -> Path:
+    """config_for's file with the Classifier's user_config set to `values`."""
+    return config_variant(
+        head, tmp_path, "classifier", lambda app: app["deployments"][0].update(user_config=values)
+    )
+
+
 def test_serve_deploy_of_the_config(head: Head, tmp_path: Path) -> None:
     config = config_for(head, tmp_path)
     deployed = run([str(BIN / "serve"), "deploy", str(config), "-a", head.dashboard_url], head.env)
@@ -306,11 +325,9 @@ def test_serve_deploy_of_a_missing_model_leaves_the_running_version_answering(
     head: Head, tmp_path: Path
 ) -> None:
     good = config_for(head, tmp_path)
-    config = yaml.safe_load(good.read_text())
-    (router,) = [app for app in config["applications"] if app["name"] == "router"]
-    router["args"] = {"model": "/no/such/dir"}
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump(config))
+    bad = config_variant(
+        head, tmp_path, "router", lambda app: app.update(args={"model": "/no/such/dir"})
+    )
     deployed = run([str(BIN / "serve"), "deploy", str(bad), "-a", head.dashboard_url], head.env)
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     statuses: list[int] = []
@@ -343,11 +360,7 @@ def test_serve_deploy_of_a_missing_model_leaves_the_running_version_answering(
 
 def test_a_tunable_in_user_config_changes_without_a_restart(head: Head, tmp_path: Path) -> None:
     good = config_for(head, tmp_path)
-    config = yaml.safe_load(good.read_text())
-    (classifier,) = [app for app in config["applications"] if app["name"] == "classifier"]
-    classifier["deployments"][0]["user_config"] = {"max_batch_texts": 2}
-    tuned = tmp_path / "tuned.yaml"
-    tuned.write_text(yaml.safe_dump(config))
+    tuned = classifier_user_config(head, tmp_path, max_batch_texts=2)
     health = f"{head.http_url}/healthcheck"
     before = httpx.get(health, timeout=30).json()["replica"]
     three = {"texts": ["one", "two", "three"]}
@@ -370,11 +383,7 @@ def test_drain_refuses_new_requests_and_returns_once_the_taken_ones_are_answered
 ) -> None:
     good = config_for(head, tmp_path)
     # One text per model call, so the batches of long texts the clients keep queued take seconds.
-    config = yaml.safe_load(good.read_text())
-    (classifier,) = [app for app in config["applications"] if app["name"] == "classifier"]
-    classifier["deployments"][0]["user_config"] = {"max_batch_size": 1}
-    slow = tmp_path / "slow.yaml"
-    slow.write_text(yaml.safe_dump(config))
+    slow = classifier_user_config(head, tmp_path, max_batch_size=1)
     deployed = run([str(BIN / "serve"), "deploy", str(slow), "-a", head.dashboard_url], head.env)
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     health = f"{head.http_url}/healthcheck"
