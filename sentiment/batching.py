@@ -12,6 +12,7 @@ it (first come, first served gave single-text clients 10 answers in 75 s beside 
 """
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -42,6 +43,7 @@ class ContinuousBatcher(Generic[Item, Result]):
         self.running = 0  # items in the model call running now
         self.running_since: float | None = None  # when the running call started (monotonic)
         self.last_ok: bool | None = None  # whether the last call (batch or probe) answered
+        self.answered_at: float | None = None  # when a call last answered (monotonic)
         self._requests: deque[deque[Job]] = deque()  # each waiting request's items, in turn
         self._probes: deque[tuple[Callable[[list[Item]], Sequence[Result]], deque[Job]]] = deque()
         self._wake = asyncio.Event()
@@ -74,14 +76,20 @@ class ContinuousBatcher(Generic[Item, Result]):
         self, fn: Callable[[list[Item]], Sequence[Result]], items: list[Item], timeout_s: float
     ) -> list:
         """Run `fn(items)` alone in the model's thread, before the next batch (a health inference);
-        one not answered within `timeout_s` counts as a failed call until a later call answers."""
+        one not answered within `timeout_s` counts as a failed call until a later call answers,
+        unless a call answered while it waited (it was queued behind work, not stuck)."""
         jobs = self._jobs(items)
-        self._probes.append((fn, jobs))
+        probe, asked_at = (fn, jobs), time.monotonic()
+        self._probes.append(probe)
         self._start()
         try:
             return await asyncio.wait_for(_results(jobs), timeout_s)
         except TimeoutError:
-            self.last_ok = False
+            # Not started yet: drop it, so timed-out probes do not pile up in front of traffic.
+            with contextlib.suppress(ValueError):
+                self._probes.remove(probe)
+            if self.answered_at is None or self.answered_at < asked_at:
+                self.last_ok = False
             raise
 
     def run_now(self, fn: Callable[..., Result], *args: object) -> Result:
@@ -155,7 +163,7 @@ class ContinuousBatcher(Generic[Item, Result]):
             return
         finally:
             self.running, self.running_since = 0, None
-        self.last_ok = True
+        self.last_ok, self.answered_at = True, time.monotonic()
         for (_, future, _), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)

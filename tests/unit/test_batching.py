@@ -169,3 +169,37 @@ def test_a_probe_that_times_out_counts_as_a_failed_call_until_one_answers() -> N
         return seen
 
     assert asyncio.run(run()) == [None, False, True]
+
+
+def test_a_probe_queued_behind_work_that_answers_is_no_failure_and_a_stale_one_never_runs() -> None:
+    calls: list[list[int]] = []
+
+    def slow(items: list[int]) -> list[int]:
+        time.sleep(0.3)
+        calls.append(list(items))
+        return items
+
+    batcher = ContinuousBatcher(slow, max_batch_size=4)
+
+    async def run() -> list[bool | None]:
+        seen = []
+        # Behind a call that answers while it waits: it times out in its own run, yet the model
+        # answered meanwhile, so the replica is not failing.
+        traffic = asyncio.create_task(batcher.submit(1))
+        await asyncio.sleep(0.05)
+        with pytest.raises(TimeoutError):
+            await batcher.probe(slow, [-1], timeout_s=0.4)
+        seen.append(batcher.last_ok)
+        await traffic
+        await asyncio.sleep(0.2)  # the started probe finishes
+        # Timed out before it started: dropped, not run later in front of traffic.
+        traffic = asyncio.create_task(batcher.submit(2))
+        await asyncio.sleep(0.05)
+        with pytest.raises(TimeoutError):
+            await batcher.probe(slow, [-2], timeout_s=0.1)
+        await traffic
+        await asyncio.sleep(0.4)
+        return seen
+
+    assert asyncio.run(run()) == [True]
+    assert calls == [[1], [-1], [2]]
