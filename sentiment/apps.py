@@ -122,7 +122,6 @@ class BatchedModel:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.draining = False
-        self.taken = 0  # requests admitted and not yet answered
         self.model = SentimentBertModel.from_settings(settings)
         self.metrics = ModelMetrics()
         self.batcher = ContinuousBatcher(
@@ -175,11 +174,7 @@ class BatchedModel:
     async def classify_many(self, texts: list[str]) -> list[Prediction]:
         """Classify one request's texts through the batcher, beside everyone else's, or refuse them."""
         self.admit(len(texts))
-        self.taken += 1
-        try:
-            answers = await self.batcher.submit_many(texts)
-        finally:
-            self.taken -= 1
+        answers = await self.batcher.submit_many(texts)
         sizes = _batch_sizes.get()
         if sizes is not None:
             sizes.extend(size for _, size in answers)
@@ -214,7 +209,9 @@ class BatchedModel:
         self.batcher.max_batch_size = self.settings.max_batch_size
         self.batcher.wait_s = self.settings.batch_wait_timeout_s
         self.draining = draining
-        while self.draining and self.taken:
+        # Admitted texts are queued in the batcher at once (no await between admit and submit),
+        # so an idle batcher means every request this replica took has its answer.
+        while self.draining and self.batcher.busy:
             await asyncio.sleep(0.05)
 
     async def check_health(self) -> None:
