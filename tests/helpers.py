@@ -5,8 +5,10 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
+import yaml
 
 from sentiment.model import SCORE_TOLERANCE
 
@@ -139,3 +141,10 @@ class SteadyLoad:
     def all_ok_since(self, moment: float) -> bool:
         """Say whether every request started after `moment` succeeded."""
         return all(ok for at, ok in self.timeline if at > moment)
+
+
+def rayservice() -> dict:
+    """Load deploy/kubernetes/rayservice.yaml."""
+    return yaml.safe_load(
+        (Path(__file__).resolve().parents[1] / "deploy/kubernetes/rayservice.yaml").read_text()
+    )

@@ -22,6 +22,7 @@ from sentiment.deploy import stop_haproxy
 from sentiment.model import SentimentBertModel
 from sentiment.settings import Settings
 from tests.helpers import CLIENTS, SteadyLoad, answers, assert_same_prediction, free_port, wait_for
+from tests.integration.deployments import running_replicas
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,12 +61,6 @@ def replica_nodes(two_nodes: "TwoNodes", asks: int = 20) -> set[str]:
         if answer.status_code == 200:
             seen.add(answer.json()["node"])
     return seen
-
-
-def running_replicas() -> int:
-    """The Classifier replicas Serve reports RUNNING."""
-    (deployment,) = serve.status().applications[CLASSIFIER_APP].deployments.values()
-    return deployment.replica_states.get("RUNNING", 0)
 
 
 @pytest.fixture(scope="module")
@@ -167,19 +162,19 @@ def test_a_load_step_scales_out_over_both_nodes_and_back_with_no_failed_request(
         two_nodes.settings,
         autoscaling_config={**autoscaling, **fast, "max_replicas": 3, "target_ongoing_requests": 2},
     )
-    wait_for(lambda: running_replicas() == 1, 60, "one replica at rest")
+    wait_for(lambda: running_replicas(CLASSIFIER_APP) == 1, 60, "one replica at rest")
     url = f"{two_nodes.head_url}/classify"
     try:
         with SteadyLoad(url, clients=8) as step:
             started = time.monotonic()
-            wait_for(lambda: running_replicas() == 3, 90, "three replicas under load")
+            wait_for(lambda: running_replicas(CLASSIFIER_APP) == 3, 90, "three replicas under load")
             up_in = time.monotonic() - started
             nodes = replica_nodes(two_nodes)
             step.wait_for_requests_after(time.monotonic())
         # A trickle of requests keeps flowing while the extra replicas drain and stop.
         with SteadyLoad(url, clients=1, warm=5) as trickle:
             started = time.monotonic()
-            wait_for(lambda: running_replicas() == 1, 90, "back to one")
+            wait_for(lambda: running_replicas(CLASSIFIER_APP) == 1, 90, "back to one")
             down_in = time.monotonic() - started
             trickle.wait_for_requests_after(time.monotonic(), count=5)
         print(
@@ -191,7 +186,7 @@ def test_a_load_step_scales_out_over_both_nodes_and_back_with_no_failed_request(
     finally:
         # The fixed two replicas, one per node, for the test that follows.
         deploy_classifier(two_nodes.settings, num_replicas=2)
-        wait_for(lambda: running_replicas() == 2, 60, "two replicas")
+        wait_for(lambda: running_replicas(CLASSIFIER_APP) == 2, 60, "two replicas")
         wait_for(lambda: replica_nodes(two_nodes) == two_nodes.node_ids, 60, "one on each node")
 
 

@@ -24,20 +24,14 @@ import pytest
 import yaml
 
 from sentiment.deploy import stop_haproxy
-from tests.helpers import SteadyLoad, answers, assert_prediction, free_port, wait_for
+from tests.helpers import SteadyLoad, answers, assert_prediction, free_port, rayservice, wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 # Two pods, two addresses, both on loopback (`ray start` rewrites 127.0.0.1 itself to this
 # machine's network address).
 HEAD_IP = "127.0.0.2"
 # Two worker pods: one replica each (the worker group's num-cpus), and two apps.
 WORKER_IPS = ("127.0.0.3", "127.0.0.4")
-
-
-def manifest() -> dict:
-    """Load the RayService manifest."""
-    return yaml.safe_load((ROOT / "deploy/kubernetes/rayservice.yaml").read_text())
 
 
 def pod_env(group: dict, model_dir: Path) -> dict[str, str]:
@@ -82,7 +76,7 @@ class Cluster:
 def cluster(tiny_model_dir: Path) -> Iterator[Cluster]:
     """Start the head and two worker pods from the manifest (the two the autoscaler starts for the
     apps' first replicas); `ray stop` afterwards, whatever happened."""
-    spec = manifest()["spec"]
+    spec = rayservice()["spec"]
     head_group = spec["rayClusterConfig"]["headGroupSpec"]
     (worker_group,) = spec["rayClusterConfig"]["workerGroupSpecs"]
     config = yaml.safe_load(spec["serveConfigV2"])

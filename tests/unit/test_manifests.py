@@ -11,6 +11,7 @@ from ray.serve.schema import ServeDeploySchema
 from sentiment.apps import BUILDERS, DEPLOYMENT_OPTIONS, ROUTE_PREFIXES
 from sentiment.deploy import http_options
 from sentiment.settings import Settings, ray_env
+from tests.helpers import rayservice
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -18,11 +19,6 @@ ROOT = Path(__file__).resolve().parents[2]
 def serve_config() -> dict:
     """Load serve_config.yaml."""
     return yaml.safe_load((ROOT / "serve_config.yaml").read_text())
-
-
-def rayservice() -> dict:
-    """Load the RayService manifest."""
-    return yaml.safe_load((ROOT / "deploy/kubernetes/rayservice.yaml").read_text())
 
 
 def test_both_configs_pass_serves_schema() -> None:

@@ -16,17 +16,14 @@ import pytest
 import yaml
 from jsonschema import Draft7Validator
 
+from tests.helpers import rayservice
+
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT.parent / "shared" / "kuberay" / "ray.io_rayservices.yaml"
 # validation.go: MaxRayClusterNameLength (53) minus the 6 characters KubeRay appends for the cluster.
 MAX_RAYSERVICE_NAME = 47
 DNS_1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 UPGRADE_TYPES = {"NewClusterWithIncrementalUpgrade", "NewCluster", "None"}
-
-
-def manifest() -> dict:
-    """Load the RayService manifest."""
-    return yaml.safe_load((ROOT / "deploy/kubernetes/rayservice.yaml").read_text())
 
 
 def strict(node: Any) -> Any:
@@ -119,7 +116,7 @@ def operator_errors(resource: dict) -> list[str]:
 
 
 def test_the_rayservice_passes_kuberays_crd_schema(validator: Draft7Validator) -> None:
-    assert schema_errors(validator, manifest()) == []
+    assert schema_errors(validator, rayservice()) == []
 
 
 @pytest.mark.parametrize(
@@ -152,7 +149,7 @@ def test_the_rayservice_passes_kuberays_crd_schema(validator: Draft7Validator) -
 def test_the_schema_check_refuses_what_an_api_server_would(
     validator: Draft7Validator, path: list, value: Any, words: str
 ) -> None:
-    broken = copy.deepcopy(manifest())
+    broken = copy.deepcopy(rayservice())
     node = broken
     for key in path[:-1]:
         node = node[key]
@@ -162,7 +159,7 @@ def test_the_schema_check_refuses_what_an_api_server_would(
 
 
 def test_the_rayservice_passes_the_operators_rules() -> None:
-    assert operator_errors(manifest()) == []
+    assert operator_errors(rayservice()) == []
 
 
 def test_the_operator_rules_refuse_what_kuberay_would() -> None:
@@ -175,7 +172,7 @@ def test_the_operator_rules_refuse_what_kuberay_would() -> None:
         "UpgradeStrategy": lambda m: m["spec"].update(upgradeStrategy={"type": "BlueGreen"}),
     }  # fmt: skip
     for words, breaks in cases.items():
-        broken = copy.deepcopy(manifest())
+        broken = copy.deepcopy(rayservice())
         breaks(broken)
         errors = operator_errors(broken)
         assert any(words in error for error in errors), (words, errors)
