@@ -169,7 +169,12 @@ def test_a_load_step_scales_out_over_both_nodes_and_back_with_no_failed_request(
             started = time.monotonic()
             wait_for(lambda: running_replicas(CLASSIFIER_APP) == 3, 90, "three replicas under load")
             up_in = time.monotonic() - started
-            nodes = replica_nodes(two_nodes)
+            # Each node's HAProxy takes a moment to route to a replica that just started: look for
+            # up to 30 s.
+            nodes: set[str] = set()
+            deadline = time.monotonic() + 30
+            while nodes != two_nodes.node_ids and time.monotonic() < deadline:
+                nodes |= replica_nodes(two_nodes)
             step.wait_for_requests_after(time.monotonic())
         # A trickle of requests keeps flowing while the extra replicas drain and stop.
         with SteadyLoad(url, clients=1, warm=5) as trickle:
