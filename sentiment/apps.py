@@ -8,40 +8,56 @@ Both classify through BatchedModel: the model loaded once per replica, behind on
 """
 
 import asyncio
+import gc
 import logging
 import math
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Annotated
 
 import ray
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from ray import serve
 from ray.serve import Application
 from ray.serve.config import BackpressureConfig
 from ray.serve.schema import LoggingConfig
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sentiment.batching import ContinuousBatcher
 from sentiment.inputs import (
     ApiError,
     Draining,
     InvalidInput,
+    ModelUnavailable,
     Overloaded,
+    TooLarge,
+    UnknownModel,
     check_text,
     check_texts,
 )
 from sentiment.metrics import ModelMetrics
 from sentiment.model import Prediction, SentimentBertModel
-from sentiment.settings import Settings
+from sentiment.settings import DEFAULT_MODEL_ID, Settings, StartupError
 from sentiment.web import (
+    LONG_TEXT_HELP,
     BatchOut,
     BatchRequest,
     ClassifyRequest,
     Health,
+    LabelScore,
+    LongText,
+    ModelId,
+    ModelOut,
+    ModelsOut,
     PredictionOut,
+    PredictRequest,
+    check_api_key,
     check_json_body,
     check_query_encoding,
     error_response,
@@ -52,6 +68,8 @@ from sentiment.web import (
 ROUTER_APP = "router"
 CLASSIFIER_APP = "classifier"
 ROUTE_PREFIXES = {ROUTER_APP: "/router", CLASSIFIER_APP: "/"}
+# The header Serve routes by, to a replica that holds the model it names (model multiplexing).
+SERVE_MODEL_HEADER = "serve_multiplexed_model_id"
 
 # The tutorial's /test sentence.
 TEST_TEXT = "Ray Serve makes serving models easy, and I love it"
@@ -75,6 +93,8 @@ TUNABLES = (
 DRAINING = "draining"
 # What a draining replica's 503 tells a client: try again soon (another server, or this one restarted).
 DRAINING_RETRY_AFTER_S = 1
+# What a 503 for a model that failed to load says: a while (a replica may load it once it can).
+MODEL_RETRY_AFTER_S = 10
 
 
 class ModelStuck(RuntimeError):
@@ -113,52 +133,147 @@ async def answer_and_log(request: Request, respond: Callable[[], Awaitable[Respo
     return response
 
 
+# One answer from a batcher: the prediction, the text's logits, the size of its model call.
+Scored = tuple[Prediction, list[float], int]
+
+
+class ServedModel:
+    """One loaded model behind its own continuous batcher: what a model id names on a replica."""
+
+    def __init__(
+        self, model: SentimentBertModel, settings: Settings, metrics: ModelMetrics
+    ) -> None:
+        self.model = model
+        self.id = model.id
+        self.metrics = metrics
+        self.unloaded = False
+        tags = {"model": self.id}
+        self.batcher = ContinuousBatcher(
+            self._run_batch,
+            settings.max_batch_size,
+            settings.batch_wait_timeout_s,
+            observe_wait=lambda seconds: metrics.queue_seconds.observe(seconds, tags=tags),
+        )
+        # Model seconds per text, the measure of the work budget: first from a warm call (the
+        # one before it spares the first request the model's one-time setup), then from traffic.
+        warm = [TEST_TEXT] * WARM_UP_TEXTS
+        self.batcher.run_now(model.predict_batch, warm)
+        started = time.perf_counter()
+        self.batcher.run_now(model.predict_batch, warm)
+        self.text_seconds = (time.perf_counter() - started) / WARM_UP_TEXTS
+        logger.info(
+            f"loaded {self.id}: {model.describe()}; {1 / self.text_seconds:.0f} texts/s in calls of 8"
+        )
+
+    def _run_batch(self, items: list[tuple[str, str]]) -> list[Scored]:
+        """Run one model call, record its metrics and cost; answer each item with its prediction,
+        logits and the batch size."""
+        texts, long_texts = zip(*items, strict=True)
+        started = time.perf_counter()
+        report = self.model.predict_batch_report(texts, long_texts)
+        seconds = time.perf_counter() - started
+        self.metrics.record(self.id, report, seconds)
+        self.text_seconds += COST_WEIGHT * (seconds / len(texts) - self.text_seconds)
+        return [
+            (prediction, logits, len(texts))
+            for prediction, logits in zip(report.predictions, report.logits, strict=True)
+        ]
+
+    @property
+    def backlog_s(self) -> float:
+        """Seconds of work this model holds: texts queued and running, at its measured rate."""
+        return (self.batcher.queued + self.batcher.running) * self.text_seconds
+
+    def tune(self, settings: Settings) -> None:
+        """Apply the batching tunables."""
+        self.batcher.max_batch_size = settings.max_batch_size
+        self.batcher.wait_s = settings.batch_wait_timeout_s
+
+    def __del__(self) -> None:
+        """Serve's multiplexer calls this when it unloads the model (least recently used); the
+        requests that hold it still get their answers, then it is freed."""
+        self.unloaded = True
+
+
 class BatchedModel:
-    """The model, loaded once per replica, behind one continuous batcher that both deployments share."""
+    """The default model, loaded once per replica, and the allowed others loaded on demand (Serve's
+    model multiplexing): each behind its own batcher."""
 
     # How long check_health and /healthcheck wait for a real inference.
     health_timeout_s = 10.0
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.keys = settings.keys()
         self.draining = False
-        self.model = SentimentBertModel.from_settings(settings)
         self.metrics = ModelMetrics()
-        self.batcher = ContinuousBatcher(
-            self._run_batch,
-            settings.max_batch_size,
-            settings.batch_wait_timeout_s,
-            observe_wait=self.metrics.queue_seconds.observe,
+        self.default = ServedModel(
+            SentimentBertModel.from_settings(settings), settings, self.metrics
         )
-        # Model seconds per text, the measure of the work budget: first from a warm call (the
-        # one before it spares the first request the model's one-time setup), then from traffic.
-        warm = [TEST_TEXT] * WARM_UP_TEXTS
-        self.batcher.run_now(self.model.predict_batch, warm)
-        started = time.perf_counter()
-        self.batcher.run_now(self.model.predict_batch, warm)
-        self.text_seconds = (time.perf_counter() - started) / WARM_UP_TEXTS
-        logger.info(
-            f"loaded {self.model.describe()}; {1 / self.text_seconds:.0f} texts/s in calls of 8"
-        )
+        # The default's model and batcher by their old names: health, drain and tests use them.
+        self.model, self.batcher = self.default.model, self.default.batcher
+        # Loaded models of SENTIMENT_MODELS; Serve's multiplexer holds them, this only sees them.
+        self.named: weakref.WeakValueDictionary[str, ServedModel] = weakref.WeakValueDictionary()
 
-    def _run_batch(self, texts: list[str]) -> list[tuple[Prediction, int]]:
-        """Run one model call, record its metrics and cost, and pair each answer with the batch size."""
-        started = time.perf_counter()
-        report = self.model.predict_batch_report(texts)
-        seconds = time.perf_counter() - started
-        self.metrics.record(report, seconds)
-        self.text_seconds += COST_WEIGHT * (seconds / len(texts) - self.text_seconds)
-        return [(prediction, len(texts)) for prediction in report.predictions]
+        async def load(model_id: str) -> ServedModel:
+            return await self._load(model_id)
 
-    def admit(self, count: int) -> None:
-        """Refuse `count` more texts while draining, or when the work ahead of them is past the
-        budget (503 and Retry-After, both)."""
+        # Wrapped here, not at class level, so the most models held follows the settings.
+        self._named_model = serve.multiplexed(
+            max_num_models_per_replica=settings.max_models_per_replica
+        )(load)
+
+    def served(self) -> list[ServedModel]:
+        """Every model this replica holds now."""
+        return [self.default, *(m for m in list(self.named.values()) if not m.unloaded)]
+
+    async def _load(self, model_id: str) -> ServedModel:
+        """Load one of SENTIMENT_MODELS, off the event loop (it takes seconds)."""
+        gc.collect()  # free the model Serve may just have unloaded before loading another
+        try:
+            served = await asyncio.to_thread(
+                lambda: ServedModel(
+                    SentimentBertModel.from_settings(self.settings, model_id),
+                    self.settings,
+                    self.metrics,
+                )
+            )
+        except StartupError as error:
+            raise ModelUnavailable(
+                f"model {model_id!r} cannot be loaded on this replica: {error}",
+                headers={"Retry-After": str(MODEL_RETRY_AFTER_S)},
+            ) from error
+        self.named[model_id] = served
+        return served
+
+    async def model_for(self, model_id: str | None = None) -> ServedModel:
+        """The model a request names (a `model` field, or Serve's serve_multiplexed_model_id
+        header), loaded if it is not yet; the default when it names none."""
+        header = serve.get_multiplexed_model_id()
+        if model_id and header and model_id != header:
+            raise InvalidInput(
+                f"the request names two models: {model_id!r} in its body or query and {header!r}"
+                " in its serve_multiplexed_model_id header; name one"
+            )
+        model_id = model_id or header or DEFAULT_MODEL_ID
+        if model_id == DEFAULT_MODEL_ID:
+            return self.default
+        if model_id not in self.settings.models:
+            allowed = ", ".join([DEFAULT_MODEL_ID, *self.settings.models])
+            raise UnknownModel(
+                f"no model {model_id!r} here; the models are {allowed} (GET /models)"
+            )
+        return await self._named_model(model_id)
+
+    def admit(self, served: ServedModel, count: int) -> None:
+        """Refuse `count` more texts while draining, or when the work ahead of them, on every
+        model of this replica (they share its cores), is past the budget (503 and Retry-After)."""
         if self.draining:
             raise self.draining_error()
-        ahead = self.batcher.queued + self.batcher.running
-        wait_s = (ahead + count) * self.text_seconds
+        ahead_s = sum(model.backlog_s for model in self.served())
+        wait_s = ahead_s + count * served.text_seconds
         # A replica with nothing ahead takes any request the caps allow: it is the fastest it gets.
-        if ahead and wait_s > self.settings.max_queue_s:
+        if ahead_s and wait_s > self.settings.max_queue_s:
             retry_after = math.ceil(wait_s - self.settings.max_queue_s)
             raise Overloaded(
                 f"this replica has {wait_s:.1f} s of work queued, more than its"
@@ -167,18 +282,27 @@ class BatchedModel:
             )
 
     async def classify(self, text: str) -> Prediction:
-        """Classify one text through the batcher."""
+        """Classify one text with the default model, or the one Serve's header names."""
         (prediction,) = await self.classify_many([text])
         return prediction
 
-    async def classify_many(self, texts: list[str]) -> list[Prediction]:
-        """Classify one request's texts through the batcher, beside everyone else's, or refuse them."""
-        self.admit(len(texts))
-        answers = await self.batcher.submit_many(texts)
+    async def classify_many(
+        self, texts: list[str], model_id: str | None = None, long_text: str = "head"
+    ) -> list[Prediction]:
+        """Classify one request's texts through their model's batcher, beside everyone else's."""
+        return [prediction for prediction, _ in await self.score(texts, model_id, long_text)]
+
+    async def score(
+        self, texts: list[str], model_id: str | None = None, long_text: str = "head"
+    ) -> list[tuple[Prediction, list[float]]]:
+        """Each text's prediction and logits, or the refusal of them (admit)."""
+        served = await self.model_for(model_id)
+        self.admit(served, len(texts))
+        answers = await served.batcher.submit_many([(text, long_text) for text in texts])
         sizes = _batch_sizes.get()
         if sizes is not None:
-            sizes.extend(size for _, size in answers)
-        return [prediction for prediction, _ in answers]
+            sizes.extend(size for _, _, size in answers)
+        return [(prediction, logits) for prediction, logits, _ in answers]
 
     @staticmethod
     def draining_error() -> Draining:
@@ -206,17 +330,17 @@ class BatchedModel:
         if not isinstance(draining, bool):
             raise ValueError(f"user_config {DRAINING} must be true or false, not {draining!r}")
         self.settings = Settings.model_validate({**self.settings.model_dump(), **config})
-        self.batcher.max_batch_size = self.settings.max_batch_size
-        self.batcher.wait_s = self.settings.batch_wait_timeout_s
+        for served in self.served():
+            served.tune(self.settings)
         self.draining = draining
-        # Admitted texts are queued in the batcher at once (no await between admit and submit),
-        # so an idle batcher means every request this replica took has its answer.
-        while self.draining and self.batcher.busy:
+        # Admitted texts are queued in a batcher at once (no await between admit and submit),
+        # so idle batchers mean every request this replica took has its answer.
+        while self.draining and any(served.batcher.busy for served in self.served()):
             await asyncio.sleep(0.05)
 
     async def check_health(self) -> None:
-        """Fail when the model is stuck or broken, not when it is busy (Serve replaces a replica
-        whose checks fail, and with it every request it holds)."""
+        """Fail when the default model is stuck or broken, not when it is busy (Serve replaces a
+        replica whose checks fail, and with it every request it holds)."""
         batcher = self.batcher
         if batcher.running_since is not None:
             running_s = time.monotonic() - batcher.running_since
@@ -260,6 +384,7 @@ class Router(BatchedModel):
             return JSONResponse(
                 {"detail": "use GET /router?txt=..."}, status_code=405, headers={"Allow": "GET"}
             )
+        check_api_key(request.headers.get("authorization"), self.keys)
         check_query_encoding(request)
         text = check_text(request.query_params.get("txt"), "txt", self.settings)
         return JSONResponse(await self.classify(text))
@@ -288,12 +413,63 @@ async def _log(request: Request, call_next) -> Response:
     return await answer_and_log(request, lambda: call_next(request))
 
 
+bearer = HTTPBearer(
+    auto_error=False, description="An API key, when the server sets SENTIMENT_API_KEYS."
+)
+
+
+def _replica() -> "BatchedModel":
+    """The deployment instance serving this request (what Serve passes routes as `self`)."""
+    return serve.get_replica_context().servable_object
+
+
+async def require_key(
+    request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
+) -> None:
+    """Refuse a classifying request without a valid API key (401), when keys are set."""
+    check_api_key(request.headers.get("authorization"), _replica().keys)
+
+
+# What every classifying route depends on: a key (when set), and a body declared JSON.
+CLASSIFYING = [Depends(require_key), Depends(check_json_body)]
+
+
+class ReplicaCORS:
+    """Starlette's CORS middleware with the origins of the replica's settings (the app is built
+    at import, the settings arrive with the replica); no CORS headers when none are set."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.cors: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        if self.cors is None:
+            origins = _replica().settings.cors_origins
+            self.cors = (
+                CORSMiddleware(
+                    self.app,
+                    allow_origins=list(origins),
+                    allow_methods=["GET", "POST"],
+                    allow_headers=["authorization", "content-type", SERVE_MODEL_HEADER],
+                )
+                if origins
+                else self.app
+            )
+        await self.cors(scope, receive, send)
+
+
+api.add_middleware(ReplicaCORS)
+
+
 @serve.deployment(**DEPLOYMENT_OPTIONS)
 @serve.ingress(api)
 class Classifier(BatchedModel):
-    """The FastAPI app: the tutorial's routes, a JSON body form, and a batch endpoint."""
+    """The FastAPI app: the tutorial's routes, a JSON body form, a batch endpoint, Hugging Face's
+    text-classification shape, and the models a request may name."""
 
-    @api.get("/test", response_model=PredictionOut)
+    @api.get("/test", response_model=PredictionOut, dependencies=CLASSIFYING)
     async def test(self) -> Prediction:
         """Classify a fixed sample sentence."""
         return await self.classify(TEST_TEXT)
@@ -323,25 +499,78 @@ class Classifier(BatchedModel):
             node=ray.get_runtime_context().get_node_id(),
         )
 
-    @api.post("/classify", response_model=PredictionOut, dependencies=[Depends(check_json_body)])
+    @api.post("/classify", response_model=PredictionOut, dependencies=CLASSIFYING)
     async def classify_text(
         self,
         input_text: Annotated[str | None, Query(description="The text, in the query.")] = None,
+        model: Annotated[ModelId, Query()] = None,
+        long_text: Annotated[LongText | None, Query(description=LONG_TEXT_HELP)] = None,
         body: ClassifyRequest | None = None,
     ) -> Prediction:
         """Classify one text, given as ?input_text=... or as {"input_text": ...}."""
-        if input_text is not None and body is not None:
-            raise InvalidInput("give input_text once: in the query or in the JSON body, not both")
-        text = input_text if body is None else body.input_text
-        if text is None:
+        if body is not None and (input_text, model, long_text) != (None, None, None):
+            raise InvalidInput("give the request in the query or in a JSON body, not both")
+        if body is not None:
+            input_text, model, long_text = body.input_text, body.model, body.long_text
+        if input_text is None:
             raise InvalidInput("input_text is required, as a query parameter or in a JSON body")
-        return await self.classify(check_text(text, "input_text", self.settings))
+        text = check_text(input_text, "input_text", self.settings)
+        (prediction,) = await self.classify_many([text], model, long_text or "head")
+        return prediction
 
-    @api.post("/classify/batch", response_model=BatchOut, dependencies=[Depends(check_json_body)])
+    @api.post("/classify/batch", response_model=BatchOut, dependencies=CLASSIFYING)
     async def classify_batch(self, body: BatchRequest) -> dict[str, list[Prediction]]:
         """Classify several texts; answers come back in request order."""
         texts = check_texts(body.texts, self.settings)
-        return {"results": await self.classify_many(texts)}
+        return {"results": await self.classify_many(texts, body.model, body.long_text)}
+
+    @api.post(
+        "/predict",
+        response_model=list[list[LabelScore]],
+        dependencies=CLASSIFYING,
+        openapi_extra={"x-compatible-with": "Hugging Face text-classification, TEI /predict"},
+    )
+    async def predict(self, body: PredictRequest) -> list[list[dict]]:
+        """Hugging Face's text-classification shape: one list per input (a lone string is one
+        input), every label's score, best first (`huggingface_hub`'s
+        InferenceClient(url).text_classification works against it)."""
+        texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
+        texts = check_texts(texts, self.settings, field="inputs")
+        served = await self.model_for(body.model)
+        function = "none" if body.raw_scores else body.parameters.function_to_apply
+        answers = []
+        for n, (prediction, logits) in enumerate(await self.score(texts, served.id)):
+            if prediction["truncated"] and not body.truncate:
+                raise TooLarge(
+                    f"inputs[{n}] has {prediction['tokens']} tokens, more than the"
+                    f" {served.model.window} the model reads; send truncate: true to classify"
+                    " its head, or a shorter text"
+                )
+            scores = zip(served.model.labels, served.model.scores(logits, function), strict=True)
+            ranked = sorted(scores, key=lambda pair: pair[1], reverse=True)
+            answers.append([{"label": label, "score": score} for label, score in ranked])
+        return [answer[: body.parameters.top_k] for answer in answers]
+
+    @api.get("/models", response_model=ModelsOut, dependencies=CLASSIFYING)
+    async def models(self) -> ModelsOut:
+        """The models a request may name (SENTIMENT_MODELS and the default), and which of them
+        the replica that answers holds now."""
+        held = {served.id: served.model for served in self.served()}
+        sources = {DEFAULT_MODEL_ID: self.settings.model, **self.settings.models}
+        return ModelsOut(
+            default=DEFAULT_MODEL_ID,
+            max_loaded=self.settings.max_models_per_replica,
+            models=[
+                ModelOut(
+                    id=model_id,
+                    source=source,
+                    loaded=model_id in held,
+                    labels=held[model_id].labels if model_id in held else None,
+                    precision=held[model_id].precision if model_id in held else None,
+                )
+                for model_id, source in sources.items()
+            ],
+        )
 
 
 def _options(settings: Settings) -> dict:
@@ -356,9 +585,13 @@ def _options(settings: Settings) -> dict:
 
 
 def _check_model(settings: Settings) -> None:
-    """Fail the build when the model cannot be had: before Serve replaces any running replica, so
-    a bad `serve deploy` leaves the running version answering, and in seconds, with one line."""
+    """Fail the build when a model (the default, or any of SENTIMENT_MODELS) cannot be had or the
+    key file cannot be read: before Serve replaces any running replica, so a bad `serve deploy`
+    leaves the running version answering, and in seconds, with one line."""
     SentimentBertModel.check_available(settings.model, settings.model_revision)
+    for source in settings.models.values():
+        SentimentBertModel.check_available(source)
+    settings.keys()
 
 
 def build_router(args: Settings) -> Application:

@@ -46,7 +46,8 @@ class ContinuousBatcher(Generic[Item, Result]):
         self.answered_at: float | None = None  # when a call last answered (monotonic)
         self._requests: deque[deque[Job]] = deque()  # each waiting request's items, in turn
         self._probes: deque[tuple[Callable[[list[Item]], Sequence[Result]], deque[Job]]] = deque()
-        self._wake = asyncio.Event()
+        # Runs only while there is work: an idle batcher holds no task, so dropping it (an
+        # unloaded model) frees it and its thread.
         self._worker: asyncio.Task[None] | None = None
         # Every model call in one thread, the same one: torch's OpenMP keeps a team of threads per
         # calling thread, and a second team (a warm-up on another thread) made each call later
@@ -102,8 +103,7 @@ class ContinuousBatcher(Generic[Item, Result]):
         return deque((item, loop.create_future(), now) for item in items)
 
     def _start(self) -> None:
-        """Wake the worker, starting it if it is not running (first call, or after a crash)."""
-        self._wake.set()
+        """Start the worker unless it runs (it takes new work before it stops)."""
         if self._worker is None or self._worker.done():
             self._worker = asyncio.get_running_loop().create_task(self._run())
 
@@ -121,12 +121,8 @@ class ContinuousBatcher(Generic[Item, Result]):
         return batch
 
     async def _run(self) -> None:
-        """Run probes and batches forever, one model call at a time."""
-        while True:
-            if not self._requests and not self._probes:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
+        """Run probes and batches, one model call at a time, until none is waiting."""
+        while self._requests or self._probes:
             if self._probes:
                 fn, batch = self._probes.popleft()
                 await self._call(fn, list(batch))

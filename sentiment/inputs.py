@@ -30,6 +30,18 @@ class BadEncoding(ClientError):
     status_code = 400
 
 
+class Unauthorized(ClientError):
+    """No API key, or a wrong one, on a server with SENTIMENT_API_KEYS set."""
+
+    status_code = 401
+
+
+class UnknownModel(ClientError):
+    """A model id not in the server's allow-list (SENTIMENT_MODELS)."""
+
+    status_code = 404
+
+
 class TooLarge(ClientError):
     """A text or a batch over its configured cap."""
 
@@ -62,6 +74,10 @@ class Draining(Unavailable):
     """The server is shutting down: it answers the requests it took and takes no more."""
 
 
+class ModelUnavailable(Unavailable):
+    """An allowed model that could not be loaded on this replica just now."""
+
+
 def check_text(text: str | None, field: str, settings: Settings) -> str:
     """Return `text` if it can be classified, else raise the ClientError that says why: the one
     rule for a text, in both apps and the CLI (the README's input rules)."""
@@ -77,16 +93,16 @@ def check_text(text: str | None, field: str, settings: Settings) -> str:
     return text
 
 
-def check_texts(texts: list[str], settings: Settings) -> list[str]:
+def check_texts(texts: list[str], settings: Settings, field: str = "texts") -> list[str]:
     """Check a batch: not empty, not over the cap, every text classifiable."""
     if not texts:
-        raise InvalidInput("texts is empty; send at least one text")
+        raise InvalidInput(f"{field} is empty; send at least one text")
     if len(texts) > settings.max_batch_texts:
         raise TooLarge(
-            f"texts has {len(texts)} items; the limit is {settings.max_batch_texts}"
+            f"{field} has {len(texts)} items; the limit is {settings.max_batch_texts}"
             " (SENTIMENT_MAX_BATCH_TEXTS)"
         )
-    return [check_text(text, f"texts[{i}]", settings) for i, text in enumerate(texts)]
+    return [check_text(text, f"{field}[{i}]", settings) for i, text in enumerate(texts)]
 
 
 def error_table(kind: type[ApiError] = ApiError) -> list[type[ApiError]]:

@@ -19,37 +19,48 @@ class ModelMetrics:
 
     def __init__(self) -> None:
         self.texts = metrics.Counter(
-            "sentiment_texts", description="Texts classified, by label.", tag_keys=("label",)
+            "sentiment_texts",
+            description="Texts classified, by model and label.",
+            tag_keys=("model", "label"),
         )
         self.truncated = metrics.Counter(
-            "sentiment_truncated_texts", description="Texts cut to the model's max length."
+            "sentiment_truncated_texts",
+            description="Texts cut to the model's max length.",
+            tag_keys=("model",),
         )
         self.batch_size = metrics.Histogram(
-            "sentiment_batch_size", description="Texts per model call.", boundaries=BATCH_SIZES
+            "sentiment_batch_size",
+            description="Texts per model call, by model.",
+            boundaries=BATCH_SIZES,
+            tag_keys=("model",),
         )
         self.inference_seconds = metrics.Histogram(
             "sentiment_inference_seconds",
             description="Seconds per model call (tokenize and forward).",
             boundaries=SECONDS,
+            tag_keys=("model",),
         )
         self.queue_seconds = metrics.Histogram(
             "sentiment_queue_seconds",
             description="Seconds each text waited for its model call (traffic only, not health).",
             boundaries=SECONDS,
+            tag_keys=("model",),
         )
         self.input_tokens = metrics.Histogram(
             "sentiment_input_tokens",
-            description="Tokens per text, after truncation.",
+            description="Tokens per model input (a text, or one window of a chunked text).",
             boundaries=TOKENS,
+            tag_keys=("model",),
         )
 
-    def record(self, report: BatchReport, seconds: float) -> None:
-        """Record one model call."""
-        self.batch_size.observe(len(report.predictions))
-        self.inference_seconds.observe(seconds)
+    def record(self, model_id: str, report: BatchReport, seconds: float) -> None:
+        """Record one model call of model `model_id`."""
+        tags = {"model": model_id}
+        self.batch_size.observe(len(report.predictions), tags=tags)
+        self.inference_seconds.observe(seconds, tags=tags)
         for tokens in report.input_tokens:
-            self.input_tokens.observe(tokens)
+            self.input_tokens.observe(tokens, tags=tags)
         for label, count in Counter(p["label"] for p in report.predictions).items():
-            self.texts.inc(count, tags={"label": label})
+            self.texts.inc(count, tags={**tags, "label": label})
         if report.truncated:
-            self.truncated.inc(report.truncated)
+            self.truncated.inc(report.truncated, tags=tags)

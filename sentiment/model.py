@@ -1,5 +1,6 @@
 """The sentiment classifier: a Hugging Face sequence-classification model, loaded once."""
 
+import math
 import os
 import socket
 from collections.abc import Sequence
@@ -11,15 +12,10 @@ from urllib.parse import urlparse
 import torch
 from huggingface_hub import constants as hub_constants
 from huggingface_hub import try_to_load_from_cache
-from transformers import (
-    AutoConfig,
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
-    BatchEncoding,
-)
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
-from sentiment.settings import DEFAULT_MODEL, Settings, StartupError
+from sentiment.settings import DEFAULT_MODEL, DEFAULT_MODEL_ID, Settings, StartupError
 
 # Most texts per forward pass inside predict_batch; a caller's batch is split into chunks.
 DEFAULT_CHUNK_SIZE = 32
@@ -40,6 +36,14 @@ MAX_PADDING = 0.2
 MIN_CHUNK = 4
 # How long to try reaching the model hub before saying it cannot be reached.
 HUB_TIMEOUT_S = 3.0
+# What happens to a text longer than the model's window (512 tokens for DistilBERT): keep its
+# head; keep its head and tail (a quarter head, as in Sun et al. 2019, "How to Fine-Tune BERT for
+# Text Classification"); or classify every window, each overlapping the last by a quarter.
+LONG_TEXT = ("head", "head+tail", "chunks")
+HEAD_SHARE = 0.25
+OVERLAP_SHARE = 0.25
+# What turns logits into scores (Hugging Face's text-classification function_to_apply).
+FUNCTIONS = ("softmax", "sigmoid", "none")
 
 
 class Prediction(TypedDict):
@@ -49,13 +53,18 @@ class Prediction(TypedDict):
     label: str
     score: float
     scores: dict[str, float]
+    tokens: int
+    truncated: bool
+    model: str
 
 
 @dataclass(frozen=True)
 class BatchReport:
-    """What one batch did, for whoever measures it: answers, tokens per text, texts cut short."""
+    """What one batch did: answers, each text's logits (windows combined), model inputs' lengths,
+    texts cut short."""
 
     predictions: list[Prediction]
+    logits: list[list[float]]
     input_tokens: list[int]
     truncated: int
 
@@ -171,7 +180,9 @@ class SentimentBertModel:
         num_threads: int = 0,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         precision: str = "fp32",
+        model_id: str = DEFAULT_MODEL_ID,
     ) -> None:
+        self.id = model_id  # what callers name it (a server's model id); answers carry it
         # Ray sets OMP_NUM_THREADS=1 in replicas; say the thread count out loud instead.
         torch.set_num_threads(num_threads or available_cores())
         self.name = model
@@ -202,18 +213,29 @@ class SentimentBertModel:
             )
         config = self.model.config
         self.labels = [config.id2label[i] for i in range(config.num_labels)]
+        # As Hugging Face's pipeline: one score per label from a sigmoid for multi-label or
+        # one-logit models, from a softmax over the labels otherwise.
+        multi_label = config.problem_type == "multi_label_classification"
+        self.function = "sigmoid" if multi_label or config.num_labels == 1 else "softmax"
         # Tokenizers without a saved limit report a huge model_max_length; the model's own wins.
         self.max_length = min(self.tokenizer.model_max_length, config.max_position_embeddings)
+        self.prefix, self.suffix = self._special_tokens()
+        self.window = self.max_length - len(self.prefix) - len(self.suffix)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "SentimentBertModel":
-        """Load the model the settings name, in the precision and on the device they say."""
+    def from_settings(
+        cls, settings: Settings, model_id: str = DEFAULT_MODEL_ID
+    ) -> "SentimentBertModel":
+        """Load the model the settings name (the default, or one of SENTIMENT_MODELS by id), in
+        the precision and on the device they say."""
+        default = model_id == DEFAULT_MODEL_ID
         return cls(
-            settings.model,
-            revision=settings.model_revision,
+            settings.model if default else settings.models[model_id],
+            revision=settings.model_revision if default else None,
             device=settings.device,
             num_threads=settings.num_threads,
             precision=settings.precision,
+            model_id=model_id,
         )
 
     def describe(self) -> str:
@@ -233,33 +255,100 @@ class SentimentBertModel:
         except Exception as error:
             raise load_failure(model, error) from error
 
-    def predict(self, text: str) -> Prediction:
+    def predict(self, text: str, long_text: str = "head") -> Prediction:
         """Classify one text."""
-        return self.predict_batch([text])[0]
+        return self.predict_batch([text], long_text)[0]
 
-    def predict_batch(self, texts: Sequence[str]) -> list[Prediction]:
+    def predict_batch(self, texts: Sequence[str], long_text: str = "head") -> list[Prediction]:
         """Classify many texts; answers come back in input order."""
-        return self.predict_batch_report(texts).predictions
+        return self.predict_batch_report(texts, [long_text] * len(texts)).predictions
 
-    def predict_batch_report(self, texts: Sequence[str]) -> BatchReport:
-        """Classify many texts, and say how many tokens each had and how many were cut short."""
+    def predict_batch_report(self, texts: Sequence[str], long_texts: Sequence[str]) -> BatchReport:
+        """Classify many texts, each past the window as its `long_texts` entry says (LONG_TEXT),
+        and say what each cost: rows of all texts share the forward passes."""
         if not texts:
-            return BatchReport([], [], 0)
-        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
-        ids = encoded["input_ids"]
-        probabilities: list[list[float]] = [[]] * len(ids)
-        for chunk in self._chunks(ids):
-            for i, row in zip(chunk, self._forward([ids[i] for i in chunk]).tolist(), strict=True):
-                probabilities[i] = row
-        answers = [self._answer(text, p) for text, p in zip(texts, probabilities, strict=True)]
-        return BatchReport(answers, [len(row) for row in ids], self._truncated(encoded))
+            return BatchReport([], [], [], 0)
+        # Untruncated, without special tokens: the rows below cut and wrap them as each text asks.
+        ids = self.tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
+        rows: list[list[int]] = []
+        owners: list[int] = []  # the text each row belongs to
+        for n, (text_ids, long_text) in enumerate(zip(ids, long_texts, strict=True)):
+            for body in self.windows(text_ids, long_text):
+                rows.append(self.prefix + body + self.suffix)
+                owners.append(n)
+        logits: list[list[float]] = [[]] * len(rows)
+        for chunk in self._chunks(rows):
+            for i, row in zip(chunk, self._forward([rows[i] for i in chunk]).tolist(), strict=True):
+                logits[i] = row
+        combined = self._combine(logits, rows, owners, len(texts))
+        answers = [
+            self._answer(text, scores, len(text_ids), long_text)
+            for text, scores, text_ids, long_text in zip(
+                texts, combined[0], ids, long_texts, strict=True
+            )
+        ]
+        truncated = sum(answer["truncated"] for answer in answers)
+        return BatchReport(answers, combined[1], [len(row) for row in rows], truncated)
 
-    def _truncated(self, encoded: BatchEncoding) -> int:
-        """Count the texts that lost tokens to truncation."""
-        if encoded.encodings is not None:  # fast tokenizers keep what they cut
-            return sum(bool(encoding.overflowing) for encoding in encoded.encodings)
-        # Slow tokenizers do not say; a text that fills the window was most likely cut.
-        return sum(len(row) >= self.max_length for row in encoded["input_ids"])
+    def windows(self, ids: list[int], long_text: str = "head") -> list[list[int]]:
+        """Cut one text's token ids (no special tokens) into what the model reads: the whole text
+        when it fits the window, else its head, its head and tail, or overlapping windows."""
+        size = self.window
+        if len(ids) <= size:
+            return [ids]
+        if long_text == "head":
+            return [ids[:size]]
+        if long_text == "head+tail":
+            head = int(size * HEAD_SHARE)
+            return [ids[:head] + ids[len(ids) - (size - head) :]]
+        if long_text != "chunks":
+            raise ValueError(f"long_text must be one of {LONG_TEXT}, not {long_text!r}")
+        step = size - int(size * OVERLAP_SHARE)
+        return [ids[start : start + size] for start in range(0, len(ids) - size + step, step)]
+
+    def scores(self, logits: list[float], function: str | None = None) -> list[float]:
+        """Turn one text's logits into scores with `function` (FUNCTIONS; the model's own if None)."""
+        function = function or self.function
+        if function == "none":
+            return list(logits)
+        if function == "sigmoid":
+            return [1 / (1 + math.exp(-x)) for x in logits]
+        top = max(logits)
+        exps = [math.exp(x - top) for x in logits]
+        return [x / sum(exps) for x in exps]
+
+    def _combine(
+        self, logits: list[list[float]], rows: list[list[int]], owners: list[int], count: int
+    ) -> tuple[list[list[float]], list[list[float]]]:
+        """Each text's scores and logits from its rows': its one row's, or, for windows, their
+        average weighted by each window's length (scores are averaged, not recomputed)."""
+        if len(rows) == count:  # one row per text: nothing to combine
+            return [self.scores(row) for row in logits], logits
+        scores: list[list[float]] = [[0.0] * len(self.labels) for _ in range(count)]
+        combined: list[list[float]] = [[0.0] * len(self.labels) for _ in range(count)]
+        weights = [0] * count
+        for row_logits, row, owner in zip(logits, rows, owners, strict=True):
+            weight = len(row) - len(self.prefix) - len(self.suffix)  # the text's tokens in it
+            weights[owner] += weight
+            for k, (score, logit) in enumerate(
+                zip(self.scores(row_logits), row_logits, strict=True)
+            ):
+                scores[owner][k] += weight * score
+                combined[owner][k] += weight * logit
+        return (
+            [[x / w for x in text] for text, w in zip(scores, weights, strict=True)],
+            [[x / w for x in text] for text, w in zip(combined, weights, strict=True)],
+        )
+
+    def _special_tokens(self) -> tuple[list[int], list[int]]:
+        """The ids this tokenizer puts before and after a text ([CLS] and [SEP] for BERT, <s> and
+        </s> for RoBERTa), found by tokenizing a word with and without them."""
+        plain = self.tokenizer("hello", add_special_tokens=False)["input_ids"]
+        wrapped = self.tokenizer("hello")["input_ids"]
+        for start in range(len(wrapped) - len(plain) + 1):
+            if wrapped[start : start + len(plain)] == plain:
+                return wrapped[:start], wrapped[start + len(plain) :]
+        return [], []
 
     def _chunks(self, ids: list[list[int]]) -> list[list[int]]:
         """Group text indices, shortest first, into chunks that waste little compute on padding.
@@ -298,10 +387,18 @@ class SentimentBertModel:
             logits = self.model(
                 input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device)
             ).logits
-        return logits.float().softmax(dim=-1).cpu()
+        return logits.float().cpu()
 
-    def _answer(self, text: str, probabilities: list[float]) -> Prediction:
-        """Shape one text's probabilities as the answer."""
-        scores = {label: float(p) for label, p in zip(self.labels, probabilities, strict=True)}
-        label = max(scores, key=scores.__getitem__)
-        return {"input_text": text, "label": label, "score": scores[label], "scores": scores}
+    def _answer(self, text: str, scores: list[float], tokens: int, long_text: str) -> Prediction:
+        """Shape one text's scores as the answer, with its length and whether it was cut."""
+        by_label = dict(zip(self.labels, scores, strict=True))
+        label = max(by_label, key=by_label.__getitem__)
+        return {
+            "input_text": text,
+            "label": label,
+            "score": by_label[label],
+            "scores": by_label,
+            "tokens": tokens,
+            "truncated": tokens > self.window and long_text != "chunks",
+            "model": self.id,
+        }

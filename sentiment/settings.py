@@ -1,13 +1,17 @@
 """Every setting of sentiment-serve, in one place: a typed object whose defaults come from env vars."""
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 DEFAULT_MODEL = "distilbert-base-uncased-finetuned-sst-2-english"
+# The id a request uses for SENTIMENT_MODEL (or gets when it names no model).
+DEFAULT_MODEL_ID = "default"
+MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 ENV_PREFIX = "SENTIMENT_"
 # Ray Serve's fast-path flags, for the environment of `ray start` (see the file's own comments).
@@ -123,6 +127,80 @@ class Settings(BaseModel):
         le=65535,
         description="Port of Serve's proxy when the entry scripts start Serve.",
     )
+    # An allow-list, never an id from a client: a request can only name a model listed here.
+    models: dict[str, str] = Field(
+        default_factory=_env("MODELS", ""),
+        description="More models a request may name, as comma-separated id=folder-or-hub-id pairs"
+        f" (the default model, SENTIMENT_MODEL, is always there as id {DEFAULT_MODEL_ID!r}).",
+    )
+    # 3: Serve's own default; each full-size DistilBERT holds ~260 MB (bf16 half that).
+    max_models_per_replica: int = Field(
+        default_factory=_env("MAX_MODELS_PER_REPLICA", 3),
+        ge=1,
+        description="Most models from SENTIMENT_MODELS one replica holds besides the default"
+        " (the least recently used is unloaded).",
+    )
+    api_keys: tuple[str, ...] = Field(
+        default_factory=_env("API_KEYS", ""),
+        description="Comma-separated keys; when set, every classifying route needs"
+        " Authorization: Bearer <key>. Empty: no key needed.",
+        repr=False,
+    )
+    api_keys_file: Path | None = Field(
+        default_factory=_env("API_KEYS_FILE", None),
+        description="A file of keys, one per line (# comments), added to SENTIMENT_API_KEYS.",
+    )
+    cors_origins: tuple[str, ...] = Field(
+        default_factory=_env("CORS_ORIGINS", ""),
+        description="Comma-separated browser origins allowed to call the Classifier app (CORS),"
+        " or * for any. Empty: no CORS headers.",
+    )
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _parse_models(cls, value: Any) -> Any:
+        """Read `id=source,id=source` (an env var) into a dict; a dict passes as it is."""
+        if not isinstance(value, str):
+            return value
+        pairs = [pair.strip() for pair in value.split(",") if pair.strip()]
+        if bad := [pair for pair in pairs if "=" not in pair]:
+            raise ValueError(f"each model must be id=folder-or-hub-id, not {bad[0]!r}")
+        return dict(tuple(part.strip() for part in pair.split("=", 1)) for pair in pairs)
+
+    @field_validator("models")
+    @classmethod
+    def _check_models(cls, value: dict[str, str]) -> dict[str, str]:
+        """Model ids travel in headers and URLs: keep them plain, and keep the default's id free."""
+        for model_id, source in value.items():
+            if not MODEL_ID.fullmatch(model_id):
+                raise ValueError(f"model id {model_id!r} must be letters, digits, . _ or -")
+            if model_id == DEFAULT_MODEL_ID:
+                raise ValueError(f"{DEFAULT_MODEL_ID!r} names SENTIMENT_MODEL; pick another id")
+            if not source:
+                raise ValueError(f"model {model_id!r} has no folder or hub id")
+        return value
+
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        """Read a comma-separated env var into a tuple; a list passes as it is."""
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    def keys(self) -> tuple[str, ...]:
+        """Every accepted API key: SENTIMENT_API_KEYS and the lines of SENTIMENT_API_KEYS_FILE."""
+        if self.api_keys_file is None:
+            return self.api_keys
+        try:
+            lines = self.api_keys_file.read_text().splitlines()
+        except OSError as error:
+            raise StartupError(
+                f"cannot read SENTIMENT_API_KEYS_FILE {self.api_keys_file}: {error.strerror};"
+                " make it readable, or unset it"
+            ) from None
+        found = (line.strip() for line in lines)
+        return self.api_keys + tuple(key for key in found if key and not key.startswith("#"))
 
     @classmethod
     def from_env(cls) -> "Settings":

@@ -42,7 +42,7 @@ def answers(url: str) -> bool:
 
 def assert_prediction(answer: dict, text: str | None = None) -> None:
     """Assert the contract's answer shape for one text."""
-    assert set(answer) == {"input_text", "label", "score", "scores"}
+    assert set(answer) == {"input_text", "label", "score", "scores", "tokens", "truncated", "model"}
     assert set(answer["scores"]) == {"NEGATIVE", "POSITIVE"}
     assert answer["label"] == max(answer["scores"], key=answer["scores"].get)
     assert answer["score"] == answer["scores"][answer["label"]]

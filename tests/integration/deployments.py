@@ -54,7 +54,7 @@ class Faulty(Classifier.func_or_class):
         """From now on, every model call hangs; the process stays up and its event loop free."""
         never = threading.Event()
 
-        def stuck(texts: list[str]) -> None:
+        def stuck(*args: object) -> None:
             never.wait(300)
             raise RuntimeError("frozen by the test")
 
@@ -64,16 +64,16 @@ class Faulty(Classifier.func_or_class):
         """From now on, every model call takes `seconds` longer."""
         run = self.model.predict_batch_report
 
-        def slow(texts: list[str]) -> BatchReport:
+        def slow(*args: object) -> BatchReport:
             time.sleep(seconds)
-            return run(texts)
+            return run(*args)
 
         self.model.predict_batch_report = slow
 
-    async def classify_many(self, texts: list[str]) -> list[Prediction]:
+    async def score(self, texts: list[str], *args: object) -> list[tuple[Prediction, list[float]]]:
         """Classify, counting the texts of requests that reached this replica."""
         self.received = getattr(self, "received", 0) + len(texts)
-        return await super().classify_many(texts)
+        return await super().score(texts, *args)
 
     def held(self) -> int:
         """Count the requests' texts this replica has received."""

@@ -84,11 +84,11 @@ def test_long_text_is_truncated_to_the_model_limit(model: SentimentBertModel) ->
 def test_the_batch_report_counts_tokens_and_truncations(model: SentimentBertModel) -> None:
     exact = " ".join(["good"] * 510)  # [CLS] + 510 + [SEP]: fills the window, loses nothing
     texts = ["good movie", " ".join(["bad"] * 600), exact]
-    report = model.predict_batch_report(texts)
+    report = model.predict_batch_report(texts, ["head"] * len(texts))
     assert report.predictions == model.predict_batch(texts)
     assert report.input_tokens == [4, 512, 512]
     assert report.truncated == 1
-    assert model.predict_batch_report([]).truncated == 0
+    assert model.predict_batch_report([], []).truncated == 0
 
 
 def test_unicode_and_control_characters_are_classified(model: SentimentBertModel) -> None:
