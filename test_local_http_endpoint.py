@@ -2,6 +2,7 @@
 
     python test_local_http_endpoint.py                       # both apps on 127.0.0.1:8000
     python test_local_http_endpoint.py --apps router -n 20   # only the Router app, 20 rounds
+    python test_local_http_endpoint.py --api-key KEY         # a server with SENTIMENT_API_KEYS
 
 Standard library only, so it runs from any Python without the project's dependencies.
 """
@@ -24,6 +25,9 @@ SENTENCES = [
     "it was fine, i guess",
 ]
 TIMEOUT_S = 30.0
+ANSWER_KEYS = {"input_text", "label", "score", "scores", "tokens", "truncated", "model"}
+# Sent with every request when --api-key is given (a server with SENTIMENT_API_KEYS needs it).
+HEADERS: dict[str, str] = {}
 
 
 @dataclass
@@ -37,7 +41,7 @@ class Report:
 def request(method: str, url: str, body: object = None) -> tuple[int, object, float]:
     """Send one request; return its status, decoded JSON body and latency in milliseconds."""
     data = None if body is None else json.dumps(body).encode()
-    headers = {} if body is None else {"Content-Type": "application/json"}
+    headers = {**HEADERS, **({} if body is None else {"Content-Type": "application/json"})}
     req = urllib.request.Request(url, data=data, method=method, headers=headers)
     start = time.perf_counter()
     try:
@@ -57,7 +61,7 @@ def shape_error(answer: object, text: str | None) -> str | None:
     """Say what is wrong with an answer for one text, or None if it has the contract's shape."""
     if not isinstance(answer, dict):
         return f"not a JSON object: {answer!r}"
-    if set(answer) != {"input_text", "label", "score", "scores"}:
+    if set(answer) != ANSWER_KEYS:
         return f"keys {sorted(answer)}"
     scores = answer["scores"]
     if not isinstance(scores, dict) or answer["label"] not in scores:
@@ -153,7 +157,10 @@ def main(argv: list[str] | None = None) -> int:
         "--apps", default="router,classifier", help="comma-separated: router, classifier"
     )
     parser.add_argument("-n", "--rounds", type=int, default=1, help="rounds over the sentences")
+    parser.add_argument("--api-key", help="send Authorization: Bearer KEY (SENTIMENT_API_KEYS)")
     args = parser.parse_args(argv)
+    if args.api_key:
+        HEADERS["Authorization"] = f"Bearer {args.api_key}"
     apps = {name.strip() for name in args.apps.split(",") if name.strip()}
     unknown = apps - {"router", "classifier"}
     if unknown or not apps:

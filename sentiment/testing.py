@@ -55,8 +55,11 @@ def vocabulary(size: int | None = None) -> list[str]:
     return pieces
 
 
-def build_model(folder: str | Path, kind: str = "tiny", seed: int = 0) -> Path:
-    """Save an untrained DistilBERT classifier and its tokenizer into `folder`; return the folder."""
+def build_model(
+    folder: str | Path, kind: str = "tiny", seed: int = 0, labels: dict[int, str] = LABELS
+) -> Path:
+    """Save an untrained DistilBERT classifier (`labels`, by default sentiment's two) and its
+    tokenizer into `folder`; return the folder."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     vocab = vocabulary(FULL_VOCAB_SIZE if kind == "full" else None)
@@ -68,8 +71,8 @@ def build_model(folder: str | Path, kind: str = "tiny", seed: int = 0) -> Path:
     shape = {} if kind == "full" else {"dim": 32, "n_layers": 2, "n_heads": 2, "hidden_dim": 64}
     config = DistilBertConfig(
         vocab_size=len(vocab),
-        id2label=LABELS,
-        label2id={label: i for i, label in LABELS.items()},
+        id2label=labels,
+        label2id={label: i for i, label in labels.items()},
         # A wide initialisation spreads the tiny model's scores away from a coin flip, so its
         # labels are stable under batching; the full model keeps the real initialisation.
         initializer_range=0.02 if kind == "full" else 0.5,
