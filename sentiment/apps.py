@@ -1,9 +1,12 @@
 """The Ray Serve deployments and their app builders. Importing this module starts nothing.
 
     Router      GET /router?txt=...                           (a plain deployment, the tutorial's first app)
-    Classifier  GET /test, GET /healthcheck, POST /classify, POST /classify/batch   (FastAPI ingress)
+    Classifier  GET /test, GET /healthcheck, POST /classify, POST /classify/batch, POST /predict,
+                GET /models                                   (FastAPI ingress)
 
-Both classify through BatchedModel: the model loaded once per replica, behind one batcher.
+Both classify through BatchedModel: the default model loaded once per replica, and the models of
+SENTIMENT_MODELS loaded when a request names them (Serve's multiplexing), each behind its own
+batcher (ServedModel).
 `serve run sentiment.apps:build_router` and serve_config.yaml use the builders below.
 """
 
@@ -430,8 +433,12 @@ async def require_key(
     check_api_key(request.headers.get("authorization"), _replica().keys)
 
 
-# What every classifying route depends on: a key (when set), and a body declared JSON.
-CLASSIFYING = [Depends(require_key), Depends(check_json_body)]
+# What every classifying route takes: a key (when set: the document says the key may be needed,
+# with `{}` beside the bearer scheme, as a server without keys needs none), a body declared JSON.
+CLASSIFYING = {
+    "dependencies": [Depends(require_key), Depends(check_json_body)],
+    "openapi_extra": {"security": [{}]},
+}
 
 
 class ReplicaCORS:
@@ -469,7 +476,7 @@ class Classifier(BatchedModel):
     """The FastAPI app: the tutorial's routes, a JSON body form, a batch endpoint, Hugging Face's
     text-classification shape, and the models a request may name."""
 
-    @api.get("/test", response_model=PredictionOut, dependencies=CLASSIFYING)
+    @api.get("/test", response_model=PredictionOut, **CLASSIFYING)
     async def test(self) -> Prediction:
         """Classify a fixed sample sentence."""
         return await self.classify(TEST_TEXT)
@@ -499,7 +506,7 @@ class Classifier(BatchedModel):
             node=ray.get_runtime_context().get_node_id(),
         )
 
-    @api.post("/classify", response_model=PredictionOut, dependencies=CLASSIFYING)
+    @api.post("/classify", response_model=PredictionOut, **CLASSIFYING)
     async def classify_text(
         self,
         input_text: Annotated[str | None, Query(description="The text, in the query.")] = None,
@@ -518,7 +525,7 @@ class Classifier(BatchedModel):
         (prediction,) = await self.classify_many([text], model, long_text or "head")
         return prediction
 
-    @api.post("/classify/batch", response_model=BatchOut, dependencies=CLASSIFYING)
+    @api.post("/classify/batch", response_model=BatchOut, **CLASSIFYING)
     async def classify_batch(self, body: BatchRequest) -> dict[str, list[Prediction]]:
         """Classify several texts; answers come back in request order."""
         texts = check_texts(body.texts, self.settings)
@@ -527,8 +534,7 @@ class Classifier(BatchedModel):
     @api.post(
         "/predict",
         response_model=list[list[LabelScore]],
-        dependencies=CLASSIFYING,
-        openapi_extra={"x-compatible-with": "Hugging Face text-classification, TEI /predict"},
+        **CLASSIFYING,
     )
     async def predict(self, body: PredictRequest) -> list[list[dict]]:
         """Hugging Face's text-classification shape: one list per input (a lone string is one
@@ -551,7 +557,7 @@ class Classifier(BatchedModel):
             answers.append([{"label": label, "score": score} for label, score in ranked])
         return [answer[: body.parameters.top_k] for answer in answers]
 
-    @api.get("/models", response_model=ModelsOut, dependencies=CLASSIFYING)
+    @api.get("/models", response_model=ModelsOut, **CLASSIFYING)
     async def models(self) -> ModelsOut:
         """The models a request may name (SENTIMENT_MODELS and the default), and which of them
         the replica that answers holds now."""
@@ -584,26 +590,29 @@ def _options(settings: Settings) -> dict:
     }
 
 
-def _check_model(settings: Settings) -> None:
+def _prepare(settings: Settings) -> Settings:
     """Fail the build when a model (the default, or any of SENTIMENT_MODELS) cannot be had or the
     key file cannot be read: before Serve replaces any running replica, so a bad `serve deploy`
-    leaves the running version answering, and in seconds, with one line."""
+    leaves the running version answering, and in seconds, with one line. Return the settings with
+    the key file's keys read in, so replicas on other machines need no copy of it."""
     SentimentBertModel.check_available(settings.model, settings.model_revision)
     for source in settings.models.values():
         SentimentBertModel.check_available(source)
-    settings.keys()
+    if settings.api_keys_file is None:
+        return settings
+    return settings.model_copy(update={"api_keys": settings.keys(), "api_keys_file": None})
 
 
 def build_router(args: Settings) -> Application:
     """Build the Router app (`serve run sentiment.apps:build_router`)."""
-    _check_model(args)
-    return Router.options(**_options(args)).bind(args)
+    settings = _prepare(args)
+    return Router.options(**_options(settings)).bind(settings)
 
 
 def build_classifier(args: Settings) -> Application:
     """Build the Classifier app (`serve run sentiment.apps:build_classifier`)."""
-    _check_model(args)
-    return Classifier.options(**_options(args)).bind(args)
+    settings = _prepare(args)
+    return Classifier.options(**_options(settings)).bind(settings)
 
 
 BUILDERS = {ROUTER_APP: build_router, CLASSIFIER_APP: build_classifier}

@@ -26,6 +26,7 @@ from sentiment.settings import Settings
 from sentiment.testing import WORDS, build_model
 from tests.helpers import assert_same_prediction
 from tests.integration.deployments import deployed
+from tests.integration.test_openapi_fuzz import holds_to_its_openapi_document
 
 KEYS = ("first-test-key", "second-test-key")
 AUTH = {"Authorization": f"Bearer {KEYS[0]}"}
@@ -348,6 +349,10 @@ def test_cors_answers_the_allowed_origin_only(url: str, base_url: str) -> None:
         f"{base_url}/classify", json={"input_text": "hi"}, headers={"Origin": ORIGIN}
     )
     assert "access-control-allow-origin" not in plain.headers
+
+
+def test_the_locked_app_holds_to_its_openapi_document(url: str) -> None:
+    holds_to_its_openapi_document(url, AUTH)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))

@@ -37,6 +37,11 @@ PROFILE = settings(
 
 
 def test_every_operation_holds_to_its_openapi_document(base_url: str) -> None:
+    holds_to_its_openapi_document(base_url)
+
+
+def holds_to_its_openapi_document(base_url: str, headers: dict[str, str] | None = None) -> None:
+    """Run every operation's cases against the app at `base_url`, sending `headers` with each."""
     before = replica_names()
     schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json", timeout=30)
     operations = [result.ok() for result in schema.get_all_operations()]
@@ -51,7 +56,7 @@ def test_every_operation_holds_to_its_openapi_document(base_url: str) -> None:
             @PROFILE
             @given(case=operation.as_strategy(generation_mode=mode))
             def holds(case: schemathesis.Case) -> None:
-                response = case.call(base_url=base_url, timeout=30)
+                response = case.call(base_url=base_url, headers=headers, timeout=30)
                 statuses[response.status_code] += 1
                 case.validate_response(response, checks=CHECKS)
 

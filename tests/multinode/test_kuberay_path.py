@@ -37,7 +37,7 @@ WORKER_IPS = ("127.0.0.3", "127.0.0.4")
 def pod_env(group: dict, model_dir: Path) -> dict[str, str]:
     """The container env of a group's pod, with the test's model (no hub here)."""
     (container,) = group["template"]["spec"]["containers"]
-    env = {item["name"]: item["value"] for item in container["env"]}
+    env = {item["name"]: item["value"] for item in container["env"] if "value" in item}
     return {**os.environ, **env, "SENTIMENT_MODEL": str(model_dir), "SENTIMENT_NUM_THREADS": "1"}
 
 
