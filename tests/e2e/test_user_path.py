@@ -379,55 +379,6 @@ def test_a_tunable_in_user_config_changes_without_a_restart(head: Head, tmp_path
     assert restored.returncode == 0, restored.stdout + restored.stderr
 
 
-def models_and_keys_answer(head: Head, key: str) -> bool:
-    """Say whether both apps want `key` and the Classifier serves the 3-label model `three`."""
-    router = f"{head.http_url}/router"
-    if httpx.get(router, params={"txt": "hi"}, timeout=30).status_code != 401:
-        return False
-    auth = {"Authorization": f"Bearer {key}"}
-    if httpx.get(router, params={"txt": "hi"}, headers=auth, timeout=30).status_code != 200:
-        return False
-    body = {"inputs": "i like you", "model": "three"}
-    answer = httpx.post(f"{head.http_url}/predict", json=body, headers=auth, timeout=30)
-    return answer.status_code == 200 and len(answer.json()[0]) == 3
-
-
-def test_models_and_keys_through_the_scripts_and_the_config(head: Head, tmp_path: Path) -> None:
-    three = build_model(tmp_path / "three", labels={0: "NEGATIVE", 1: "NEUTRAL", 2: "POSITIVE"})
-    # The scripts: from the environment, as `make up` passes it.
-    env = {**head.env, "SENTIMENT_API_KEYS": "script-key", "SENTIMENT_MODELS": f"three={three}"}
-    for script in ("serve_with_rayserve.py", "serve_with_fastapi.py"):
-        done = run([sys.executable, script], env)
-        assert done.returncode == 0, done.stderr
-    assert models_and_keys_answer(head, "script-key")
-    checked = run(
-        [
-            sys.executable,
-            "test_local_http_endpoint.py",
-            "--url",
-            head.http_url,
-            "--api-key",
-            "script-key",
-        ],
-        head.env,
-    )
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    # serve_config.yaml: from each app's `args:`.
-    config = yaml.safe_load(config_for(head, tmp_path).read_text())
-    for app in config["applications"]:
-        app["args"] = {"api_keys": ["config-key"], "models": {"three": str(three)}}
-    locked = tmp_path / "locked.yaml"
-    locked.write_text(yaml.safe_dump(config))
-    deployed = run([str(BIN / "serve"), "deploy", str(locked), "-a", head.dashboard_url], head.env)
-    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
-    wait_for(lambda: models_and_keys_answer(head, "config-key"), 120, "the config's key and models")
-    # Put the open config back for the tests that follow.
-    good = config_for(head, tmp_path)
-    restored = run([str(BIN / "serve"), "deploy", str(good), "-a", head.dashboard_url], head.env)
-    assert restored.returncode == 0, restored.stdout + restored.stderr
-    wait_for(lambda: answers(f"{head.http_url}/router?txt=open"), 120, "the open config again")
-
-
 def test_drain_refuses_new_requests_and_returns_once_the_taken_ones_are_answered(
     head: Head, tmp_path: Path
 ) -> None:
@@ -505,3 +456,48 @@ def test_serve_run_of_the_config(head: Head, tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait(timeout=30)
+
+
+def models_and_keys_answer(head: Head, key: str) -> bool:
+    """Say whether both apps want `key` and the Classifier serves the 3-label model `three`."""
+    router = f"{head.http_url}/router"
+    if httpx.get(router, params={"txt": "hi"}, timeout=30).status_code != 401:
+        return False
+    auth = {"Authorization": f"Bearer {key}"}
+    if httpx.get(router, params={"txt": "hi"}, headers=auth, timeout=30).status_code != 200:
+        return False
+    body = {"inputs": "i like you", "model": "three"}
+    answer = httpx.post(f"{head.http_url}/predict", json=body, headers=auth, timeout=30)
+    return answer.status_code == 200 and len(answer.json()[0]) == 3
+
+
+def test_models_and_keys_through_the_scripts_and_the_config(head: Head, tmp_path: Path) -> None:
+    three = build_model(tmp_path / "three", labels={0: "NEGATIVE", 1: "NEUTRAL", 2: "POSITIVE"})
+    # The scripts: from the environment, as `make up` passes it.
+    env = {**head.env, "SENTIMENT_API_KEYS": "script-key", "SENTIMENT_MODELS": f"three={three}"}
+    for script in ("serve_with_rayserve.py", "serve_with_fastapi.py"):
+        done = run([sys.executable, script], env)
+        assert done.returncode == 0, done.stderr
+    assert models_and_keys_answer(head, "script-key")
+    checked = run(
+        [
+            sys.executable,
+            "test_local_http_endpoint.py",
+            "--url",
+            head.http_url,
+            "--api-key",
+            "script-key",
+        ],
+        head.env,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    # serve_config.yaml: from each app's `args:`.
+    config = yaml.safe_load(config_for(head, tmp_path).read_text())
+    for app in config["applications"]:
+        app["args"] = {"api_keys": ["config-key"], "models": {"three": str(three)}}
+    locked = tmp_path / "locked.yaml"
+    locked.write_text(yaml.safe_dump(config))
+    deployed = run([str(BIN / "serve"), "deploy", str(locked), "-a", head.dashboard_url], head.env)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    wait_for(lambda: models_and_keys_answer(head, "config-key"), 120, "the config's key and models")
+    # The last test of the module: the head's apps stay locked until its fixture stops it.

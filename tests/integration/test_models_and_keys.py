@@ -355,7 +355,7 @@ def test_the_locked_app_holds_to_its_openapi_document(url: str) -> None:
     holds_to_its_openapi_document(url, AUTH)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     text=st.text(max_size=200),
     authorization=st.one_of(st.none(), st.text(max_size=60), st.just(f"Bearer {KEYS[1]}")),
