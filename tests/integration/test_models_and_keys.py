@@ -6,6 +6,7 @@ held besides the default, two API keys, one CORS origin.
 """
 
 import random
+import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +44,7 @@ def locked_settings(settings: Settings, tmp_path_factory: pytest.TempPathFactory
         "three": build_model(folder / "three", seed=1, labels=THREE_LABELS),
         "other": build_model(folder / "other", seed=2, labels={0: "SAD", 1: "HAPPY"}),
         "third": build_model(folder / "third", seed=3),
+        "gone": build_model(folder / "gone", seed=4),  # deleted once deployed
     }
     return Settings.model_validate(
         {
@@ -61,8 +63,9 @@ def locked_settings(settings: Settings, tmp_path_factory: pytest.TempPathFactory
 
 @pytest.fixture(scope="module")
 def url(base_url: str, locked_settings: Settings) -> Iterator[str]:
-    """Deploy the Classifier with those settings under /locked."""
+    """Deploy the Classifier with those settings under /locked; then delete model `gone`."""
     with deployed("locked", locked_settings):
+        shutil.rmtree(locked_settings.models["gone"])
         yield f"{base_url}/locked"
 
 
@@ -72,6 +75,7 @@ def in_process(locked_settings: Settings) -> dict[str, SentimentBertModel]:
     return {
         model_id: SentimentBertModel.from_settings(locked_settings, model_id)
         for model_id in ["default", *locked_settings.models]
+        if model_id != "gone"
     }
 
 
@@ -146,7 +150,7 @@ def test_an_unknown_model_is_404_naming_the_allowed_ones(url: str) -> None:
     by_header = post(url, "/classify", {"input_text": "hi"}, **{MODEL_HEADER: "../etc/passwd"})
     for response in (by_body, by_header):
         assert response.status_code == 404, response.text
-        assert "default, three, other, third" in response.json()["detail"]
+        assert "default, three, other, third, gone" in response.json()["detail"]
     both = post(url, "/classify", {"input_text": "hi", "model": "three"}, **{MODEL_HEADER: "other"})
     assert both.status_code == 422
     assert "names two models" in both.json()["detail"]
@@ -158,14 +162,23 @@ def test_the_least_recently_used_model_is_unloaded(url: str) -> None:
     listing = httpx.get(f"{url}/models", headers=AUTH, timeout=30).json()
     loaded = {model["id"]: model["loaded"] for model in listing["models"]}
     assert listing["default"] == "default" and listing["max_loaded"] == 2
-    assert loaded == {"default": True, "three": False, "other": True, "third": True}
+    assert loaded == {"default": True, "three": False, "other": True, "third": True, "gone": False}
     labels = {model["id"]: model["labels"] for model in listing["models"]}
     assert labels["other"] == ["SAD", "HAPPY"] and labels["three"] is None
     # Named again, the unloaded one comes back, in place of the least recently used.
     assert post(url, "/classify", {"input_text": "hi", "model": "three"}).status_code == 200
     listing = httpx.get(f"{url}/models", headers=AUTH, timeout=30).json()
     loaded = {model["id"]: model["loaded"] for model in listing["models"]}
-    assert loaded == {"default": True, "three": True, "other": False, "third": True}
+    assert loaded == {"default": True, "three": True, "other": False, "third": True, "gone": False}
+
+
+def test_an_allowed_model_that_cannot_load_is_a_503_and_the_replica_goes_on(url: str) -> None:
+    response = post(url, "/classify", {"input_text": "hi", "model": "gone"})
+    assert response.status_code == 503, response.text
+    assert response.headers["retry-after"] == "10"
+    assert "model 'gone' cannot be loaded on this replica: cannot load model" in response.text
+    again = post(url, "/classify", {"input_text": "hi", "model": "third"})
+    assert again.status_code == 200 and again.json()["model"] == "third"
 
 
 # -- long texts -----------------------------------------------------------------------------------
