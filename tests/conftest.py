@@ -16,7 +16,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ["HF_HUB_OFFLINE"] = "1"
 # Only now: importing sentiment imports transformers, whose hub client reads HF_HUB_OFFLINE once.
 from sentiment.settings import ray_env
-from tests.helpers import free_port
+from tests.helpers import quiet_port
 
 # Every Ray the tests start runs in the default mode, Serve's fast path (unless the caller says
 # otherwise, e.g. RAY_SERVE_ENABLE_HA_PROXY=0 to test the Python proxy).
@@ -24,9 +24,10 @@ for _name, _value in ray_env().items():
     os.environ.setdefault(_name, _value)
 # Ray's HAProxy binds fixed stats and metrics ports (8404, 9101) on every interface: any other
 # HAProxy on this machine (another head, another run) would make ours fail to start, and Serve
-# would wait 60 s for its proxy. Every Ray the tests start gets ports nobody holds.
+# would wait 60 s for its proxy. Every Ray the tests start gets ports nobody holds, and none that
+# a process binding port 0 could take before the last test's HAProxy binds them (CI saw that).
 for _name in ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT"):
-    os.environ.setdefault(_name, str(free_port()))
+    os.environ.setdefault(_name, str(quiet_port()))
 
 TESTS = Path(__file__).parent
 TIERS = ("unit", "integration", "multinode", "e2e", "container")

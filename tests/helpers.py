@@ -1,5 +1,6 @@
 """Small helpers the test tiers share."""
 
+import random
 import socket
 import threading
 import time
@@ -20,6 +21,27 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# Ray's worker processes take ports 10002-19999; the kernel hands out its ephemeral range (32768
+# and up on Linux) to anything that binds port 0. Between them, nothing takes a port by chance.
+QUIET_PORTS = range(20_000, 32_768)
+
+
+def quiet_port() -> int:
+    """Return a port free on every interface, outside Ray's worker ports and the ephemeral range:
+    for a port chosen long before it is bound (a session's HAProxy stats port), which a port from
+    free_port() could meanwhile be handed to any process binding port 0."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.choice(QUIET_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {QUIET_PORTS}")
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
