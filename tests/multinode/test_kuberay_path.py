@@ -127,16 +127,19 @@ def cluster(tiny_model_dir: Path) -> Iterator[Cluster]:
             wait_for(lambda n=joined: alive_nodes(dashboard) == n, 120, f"pod {ip} to join")
         yield Cluster(dashboard, f"http://127.0.0.1:{head_http}", worker_urls, config)
     finally:
+        # Every Ray process of the three pods at once (a pod's own graceful stop on SIGTERM took
+        # ~30 s); each `ray start --block` then exits with its node.
+        subprocess.run(
+            [str(BIN / "ray"), "stop", "--force"], env=head_env, capture_output=True, timeout=120
+        )
         for pod in pods:
-            pod.terminate()  # `ray start --block` stops its node's processes on SIGTERM
+            pod.terminate()
         for pod in pods:
             try:
                 pod.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 pod.kill()
-        subprocess.run(
-            [str(BIN / "ray"), "stop", "--force"], env=head_env, capture_output=True, timeout=120
-        )
+                pod.wait(timeout=30)
         stop_haproxy()
         shutil.rmtree(temp_dir, ignore_errors=True)
 
