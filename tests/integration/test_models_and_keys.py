@@ -387,4 +387,5 @@ def test_hostile_text_and_keys_never_get_a_5xx(
         return
     for response in responses:
         assert response.status_code < 500, response.text
-        assert response.status_code in (200, 401, 422), response.text
+        # 400: the HTTP server's own refusal of a header value HTTP forbids (a control character).
+        assert response.status_code in (200, 400, 401, 422), response.text
