@@ -213,8 +213,6 @@ class BatchedModel:
         self.default = ServedModel(
             SentimentBertModel.from_settings(settings), settings, self.metrics
         )
-        # The default's model and batcher by their old names: health, drain and tests use them.
-        self.model, self.batcher = self.default.model, self.default.batcher
         # Loaded models of SENTIMENT_MODELS; Serve's multiplexer holds them, this only sees them.
         self.named: weakref.WeakValueDictionary[str, ServedModel] = weakref.WeakValueDictionary()
 
@@ -225,6 +223,16 @@ class BatchedModel:
         self._named_model = serve.multiplexed(
             max_num_models_per_replica=settings.max_models_per_replica
         )(load)
+
+    @property
+    def model(self) -> SentimentBertModel:
+        """The default model (health checks run it; tests slow or wedge it)."""
+        return self.default.model
+
+    @property
+    def batcher(self) -> ContinuousBatcher:
+        """The default model's batcher (the one health checks watch)."""
+        return self.default.batcher
 
     def served(self) -> list[ServedModel]:
         """Every model this replica holds now."""
@@ -293,13 +301,13 @@ class BatchedModel:
         self, texts: list[str], model_id: str | None = None, long_text: str = "head"
     ) -> list[Prediction]:
         """Classify one request's texts through their model's batcher, beside everyone else's."""
-        return [prediction for prediction, _ in await self.score(texts, model_id, long_text)]
+        served = await self.model_for(model_id)
+        return [prediction for prediction, _ in await self.score(served, texts, long_text)]
 
     async def score(
-        self, texts: list[str], model_id: str | None = None, long_text: str = "head"
+        self, served: ServedModel, texts: list[str], long_text: str = "head"
     ) -> list[tuple[Prediction, list[float]]]:
-        """Each text's prediction and logits, or the refusal of them (admit)."""
-        served = await self.model_for(model_id)
+        """Each text's prediction and logits from `served`, or the refusal of them (admit)."""
         self.admit(served, len(texts))
         answers = await served.batcher.submit_many([(text, long_text) for text in texts])
         sizes = _batch_sizes.get()
@@ -545,7 +553,7 @@ class Classifier(BatchedModel):
         served = await self.model_for(body.model)
         function = "none" if body.raw_scores else body.parameters.function_to_apply
         answers = []
-        for n, (prediction, logits) in enumerate(await self.score(texts, served.id)):
+        for n, (prediction, logits) in enumerate(await self.score(served, texts)):
             if prediction["truncated"] and not body.truncate:
                 raise TooLarge(
                     f"inputs[{n}] has {prediction['tokens']} tokens, more than the"

@@ -70,10 +70,12 @@ class Faulty(Classifier.func_or_class):
 
         self.model.predict_batch_report = slow
 
-    async def score(self, texts: list[str], *args: object) -> list[tuple[Prediction, list[float]]]:
+    async def score(
+        self, served: object, texts: list[str], *args: object
+    ) -> list[tuple[Prediction, list[float]]]:
         """Classify, counting the texts of requests that reached this replica."""
         self.received = getattr(self, "received", 0) + len(texts)
-        return await super().score(texts, *args)
+        return await super().score(served, texts, *args)
 
     def held(self) -> int:
         """Count the requests' texts this replica has received."""
