@@ -34,6 +34,12 @@ NATIVE_BF16_FLAGS = {"amx_bf16", "avx512_bf16", "bf16"}
 # Chunking by length (see SentimentBertModel._chunks): both measured best on review-like text.
 MAX_PADDING = 0.2
 MIN_CHUNK = 4
+# A forward pass pads its rows to a multiple of this many tokens. The CPU's matrix kernels are
+# built per shape; at exact widths a server's batches keep meeting new shapes (rows x width, in
+# the thousands) and pay for building them. Fresh random batches of 32 corpus texts, bf16,
+# in-process: 192-201 sentences/s at exact widths, 222-231 rounded to 16 (8: 214, 32: 203);
+# batch-1 latency unchanged (12.0 against 12.1 ms p50).
+PAD_MULTIPLE = 16
 # How long to try reaching the model hub before saying it cannot be reached.
 HUB_TIMEOUT_S = 3.0
 # What happens to a text longer than the model's window (512 tokens for DistilBERT): keep its
@@ -377,7 +383,8 @@ class SentimentBertModel:
 
     def _forward(self, rows: list[list[int]]) -> torch.Tensor:
         """Run one padded batch of token ids and return class probabilities."""
-        width = max(len(row) for row in rows)
+        longest = max(len(row) for row in rows)
+        width = min(-(-longest // PAD_MULTIPLE) * PAD_MULTIPLE, self.max_length)
         input_ids = torch.full((len(rows), width), self.tokenizer.pad_token_id or 0)
         attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
         for n, row in enumerate(rows):

@@ -146,6 +146,22 @@ def test_chunks_group_similar_lengths_and_cover_every_text(model: SentimentBertM
     assert chunked_waste < 0.7 * one_chunk_waste
 
 
+def test_forward_passes_pad_to_a_few_widths_only(model: SentimentBertModel) -> None:
+    widths: list[int] = []
+    hook = model.model.register_forward_pre_hook(
+        lambda _, args, kwargs: widths.append(kwargs["input_ids"].shape[1]), with_kwargs=True
+    )
+    try:
+        model.predict_batch(sentences(60, seed=3, longest=60))
+        model.predict("short")
+        model.predict("word " * 2000)  # cut to the model's window
+    finally:
+        hook.remove()
+    pad = model_module.PAD_MULTIPLE
+    assert widths and all(w % pad == 0 or w == model.max_length for w in widths), widths
+    assert max(widths) == model.max_length
+
+
 def test_int8_mode_quantizes_and_mostly_agrees(
     tiny_model_dir: Path, model: SentimentBertModel
 ) -> None:
