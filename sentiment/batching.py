@@ -6,6 +6,15 @@ model runs are cut into batches of about one text, which queue behind each other
 never pays (measured with bench/: 240 of 277 batches held a single text at 32 concurrent
 requests). Here the next batch is cut only when the model is free, so its size follows the load.
 
+Why wait for the callers just answered: under steady load from a fixed set of clients, the
+callers of one batch come back while the next batch runs, so batches alternate between two
+halves of the clients (9 and 23 texts, turn about, at 32 concurrent requests), each paying a
+model call, and the answering of one half competes for the cores with the other half's call. So
+after a batch answers, the next one waits, up to `wait_s`, until as many more items are queued as
+the last batch held: the replies go out and the requests come back while the model is idle, and the
+clients ride one model call together. A lone caller never waits: one item queued is as many as
+its last batch held (measured with bench/, see the README's Performance section).
+
 Why round-robin: a batch is cut by taking one item from each waiting request in turn, so a lone
 text joins the next model call instead of queueing behind every text of the big requests ahead of
 it (first come, first served gave single-text clients 10 answers in 75 s beside six batch clients).
@@ -44,6 +53,8 @@ class ContinuousBatcher(Generic[Item, Result]):
         self.running_since: float | None = None  # when the running call started (monotonic)
         self.last_ok: bool | None = None  # whether the last call (batch or probe) answered
         self.answered_at: float | None = None  # when a call last answered (monotonic)
+        self._refill = (0.0, 0)  # when the last batch answered (monotonic), items to wait for
+        self._arrival: asyncio.Future[None] | None = None  # set when an item queues
         self._requests: deque[deque[Job]] = deque()  # each waiting request's items, in turn
         self._probes: deque[tuple[Callable[[list[Item]], Sequence[Result]], deque[Job]]] = deque()
         # Runs only while there is work: an idle batcher holds no task, so dropping it (an
@@ -70,6 +81,8 @@ class ContinuousBatcher(Generic[Item, Result]):
         if jobs:
             self._requests.append(jobs)
             self.queued += len(jobs)
+            if self._arrival and not self._arrival.done():
+                self._arrival.set_result(None)
             self._start()
         return await _results(jobs)
 
@@ -127,8 +140,7 @@ class ContinuousBatcher(Generic[Item, Result]):
                 fn, batch = self._probes.popleft()
                 await self._call(fn, list(batch))
                 continue
-            if self.wait_s and self.queued < self.max_batch_size:
-                await asyncio.sleep(self.wait_s)
+            await self._fill()
             batch = self._cut()
             if not batch:
                 continue
@@ -138,6 +150,19 @@ class ContinuousBatcher(Generic[Item, Result]):
                 for _, _, queued_at in batch:
                     self.observe_wait(now - queued_at)
             await self._call(self.fn, batch)
+            # Its callers come back to a queue that already holds what arrived meanwhile.
+            self._refill = (time.monotonic(), min(self.queued + len(batch), self.max_batch_size))
+
+    async def _fill(self) -> None:
+        """Wait, up to wait_s after the last batch answered, for its callers to queue again."""
+        answered_at, target = self._refill
+        while self.queued < target:
+            left = answered_at + self.wait_s - time.monotonic()
+            if left <= 0:
+                return
+            self._arrival = asyncio.get_running_loop().create_future()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrival, left)
 
     async def _call(self, fn: Callable[[list[Item]], Sequence[Result]], batch: list[Job]) -> None:
         """Run `fn` on a batch in a thread (the event loop keeps accepting requests meanwhile), then

@@ -1,6 +1,7 @@
 """The continuous batcher: batches grow while the model is busy, answers go to their callers."""
 
 import asyncio
+import random
 import threading
 import time
 
@@ -203,3 +204,52 @@ def test_a_probe_queued_behind_work_that_answers_is_no_failure_and_a_stale_one_n
 
     assert asyncio.run(run()) == [True]
     assert calls == [[1], [-1], [2]]
+
+
+def clients_in_a_loop(
+    batcher: ContinuousBatcher, clients: int, rounds: int, come_back_s: tuple[float, float]
+) -> list[float]:
+    """Run `clients` callers that each submit, get their answer, spend a while between
+    `come_back_s` seconds (replying, the next request) and submit again; return each call's
+    seconds."""
+    rng = random.Random(0)
+    seconds: list[float] = []
+
+    async def client(n: int) -> None:
+        for _ in range(rounds):
+            start = time.monotonic()
+            assert await batcher.submit(n) == 2 * n
+            seconds.append(time.monotonic() - start)
+            await asyncio.sleep(rng.uniform(*come_back_s))
+
+    async def run() -> None:
+        await asyncio.gather(*(client(n) for n in range(clients)))
+
+    asyncio.run(run())
+    return seconds
+
+
+def test_the_callers_of_a_batch_ride_the_next_one_together() -> None:
+    # Without waiting for them, the callers split into two halves that take turns (here a lone
+    # item, then the rest, each paying a model call).
+    alone = ContinuousBatcher(slow_double, max_batch_size=64)
+    clients_in_a_loop(alone, clients=8, rounds=6, come_back_s=(0.001, 0.008))
+    assert min(alone.batch_sizes) < 4, alone.batch_sizes
+    together = ContinuousBatcher(slow_double, max_batch_size=64, wait_s=0.03)
+    clients_in_a_loop(together, clients=8, rounds=6, come_back_s=(0.001, 0.008))
+    assert list(together.batch_sizes) == [8] * 6, together.batch_sizes
+
+
+def test_a_lone_caller_never_waits_and_callers_who_stay_away_cost_at_most_the_wait() -> None:
+    batcher = ContinuousBatcher(slow_double, max_batch_size=64, wait_s=0.5)
+    seconds = clients_in_a_loop(batcher, clients=1, rounds=5, come_back_s=(0.0, 0.0))
+    assert max(seconds) < 0.3, seconds  # a 50 ms model call each, never the 0.5 s wait
+
+    async def half_come_back() -> float:
+        await asyncio.gather(*(batcher.submit(n) for n in range(8)))
+        start = time.monotonic()
+        await asyncio.gather(*(batcher.submit(n) for n in range(4)))
+        return time.monotonic() - start
+
+    assert 0.4 < asyncio.run(half_come_back()) < 1.0
+    assert list(batcher.batch_sizes)[-2:] == [8, 4]
