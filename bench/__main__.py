@@ -240,15 +240,25 @@ def served(model_dir: str, env: dict[str, str]) -> Iterator[str]:
     try:
         subprocess.run(start, env=env, check=True, capture_output=True, timeout=120)
         env["RAY_ADDRESS"] = f"127.0.0.1:{gcs_port}"
-        for script in ("serve_with_rayserve.py", "serve_with_fastapi.py"):
-            subprocess.run(
+        # Both scripts at once, as a user may run them (each deploys its own app).
+        scripts = [
+            subprocess.Popen(
                 [sys.executable, script],
                 cwd=ROOT,
                 env=env,
-                check=True,
-                capture_output=True,
-                timeout=300,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
             )
+            for script in ("serve_with_rayserve.py", "serve_with_fastapi.py")
+        ]
+        try:
+            for script in scripts:
+                _, stderr = script.communicate(timeout=300)
+                if script.returncode:
+                    raise subprocess.CalledProcessError(script.returncode, script.args, b"", stderr)
+        finally:
+            for script in scripts:
+                script.kill()  # nothing to do once it has exited
         url = f"http://127.0.0.1:{http_port}"
         wait_until_up(f"{url}/healthcheck", 120)
         yield url
