@@ -235,7 +235,7 @@ def test_the_callers_of_a_batch_ride_the_next_one_together() -> None:
     alone = ContinuousBatcher(slow_double, max_batch_size=64)
     clients_in_a_loop(alone, clients=8, rounds=6, come_back_s=(0.001, 0.008))
     assert min(alone.batch_sizes) < 4, alone.batch_sizes
-    together = ContinuousBatcher(slow_double, max_batch_size=64, wait_s=0.03)
+    together = ContinuousBatcher(slow_double, max_batch_size=64, wait_s=0.2)
     clients_in_a_loop(together, clients=8, rounds=6, come_back_s=(0.001, 0.008))
     assert list(together.batch_sizes) == [8] * 6, together.batch_sizes
 
