@@ -66,8 +66,8 @@ class Settings(BaseModel):
         description="Torch threads per replica; 0 uses every core this process may run on.",
     )
     # 256: the more texts a model call holds, the closer in length its chunks are. Random corpus
-    # texts, bf16, in-process (`python -m bench.chunking`): 170 sentences/s in calls of 32, 219 of
-    # 128, 268 of 256 (the length-sorted limit is ~300). Under load the batch endpoint fills them.
+    # texts, bf16, in-process (`python -m bench.chunking`): 207 sentences/s in calls of 32, 256 of
+    # 128, 298 of 256 (the length-sorted limit is ~310). Under load the batch endpoint fills them.
     max_batch_size: int = Field(
         default_factory=_env("MAX_BATCH_SIZE", 256),
         ge=1,
