@@ -1,9 +1,11 @@
 """What a server's model call can do: batches of random corpus texts (what a replica holds, not the
 whole corpus sorted), in-process, as one padded chunk and as predict_batch's length-aware chunks.
 
-    python -m bench.chunking [--model DIR] [--precision auto] [--sizes 32,64,128,256]
+    python -m bench.chunking [--model DIR] [--precision auto] [--sizes 32,64,128,256] [--pads 16]
 
-The figures behind SENTIMENT_MAX_BATCH_SIZE's default and the README's "why the targets are missed".
+The figures behind SENTIMENT_MAX_BATCH_SIZE's default, PAD_MULTIPLE (each forward pass padded to a
+multiple of it: `--pads 1,16` compares exact widths with it) and the README's "why the targets are
+missed". Every batch is drawn fresh, as a server meets them.
 """
 
 import argparse
@@ -13,6 +15,7 @@ import time
 from pathlib import Path
 
 from bench.corpus import corpus
+from sentiment import model as model_module
 from sentiment.model import SentimentBertModel, available_cores
 from sentiment.testing import ensure_model
 
@@ -26,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=str(ROOT / "models" / "full"))
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--sizes", default="32,64,128,256", help="texts per model call")
+    parser.add_argument("--pads", default=str(model_module.PAD_MULTIPLE), help="pad multiples")
     args = parser.parse_args(argv)
     ensure_model(args.model)
     model = SentimentBertModel(args.model, num_threads=available_cores(), precision=args.precision)
@@ -35,18 +39,23 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{model.describe()}; random corpus texts, sentences/s")
     model.predict_batch(texts[:64])  # warm up
     for size in (int(s) for s in args.sizes.split(",")):
-        batches = [rng.sample(ids, size) for _ in range(max(2, TEXTS_PER_SIZE // size))]
-        rates = {}
-        for name, split in (
-            ("one padded chunk", lambda rows: [list(range(len(rows)))]),
-            ("length-aware chunks", model._chunks),
-        ):
-            start = time.perf_counter()
-            for rows in batches:
-                for chunk in split(rows):
-                    model._forward([rows[i] for i in chunk])
-            rates[name] = size * len(batches) / (time.perf_counter() - start)
-        print(f"calls of {size:3d} texts: " + ", ".join(f"{k} {v:6.1f}" for k, v in rates.items()))
+        for pad in (int(p) for p in args.pads.split(",")):
+            model.pad_multiple = pad
+            rates = {}
+            for name, split in (
+                ("one padded chunk", lambda rows: [list(range(len(rows)))]),
+                ("length-aware chunks", model._chunks),
+            ):
+                batches = [rng.sample(ids, size) for _ in range(max(2, TEXTS_PER_SIZE // size))]
+                start = time.perf_counter()
+                for rows in batches:
+                    for chunk in split(rows):
+                        model._forward([rows[i] for i in chunk])
+                rates[name] = size * len(batches) / (time.perf_counter() - start)
+            print(
+                f"calls of {size:3d} texts, padded to {pad:2d}: "
+                + ", ".join(f"{k} {v:6.1f}" for k, v in rates.items())
+            )
     return 0
 
 

@@ -36,9 +36,7 @@ MAX_PADDING = 0.2
 MIN_CHUNK = 4
 # A forward pass pads its rows to a multiple of this many tokens. The CPU's matrix kernels are
 # built per shape; at exact widths a server's batches keep meeting new shapes (rows x width, in
-# the thousands) and pay for building them. Fresh random batches of 32 corpus texts, bf16,
-# in-process: 192-201 sentences/s at exact widths, 222-231 rounded to 16 (8: 214, 32: 203);
-# batch-1 latency unchanged (12.0 against 12.1 ms p50).
+# the thousands) and pay for building them. `python -m bench.chunking --pads 1,8,16,32` compares.
 PAD_MULTIPLE = 16
 # How long to try reaching the model hub before saying it cannot be reached.
 HUB_TIMEOUT_S = 3.0
@@ -194,6 +192,7 @@ class SentimentBertModel:
         self.name = model
         self.device = torch.device(device)
         self.chunk_size = chunk_size
+        self.pad_multiple = PAD_MULTIPLE  # bench.chunking varies it
         self.precision, self.precision_reason = resolve_precision(precision, device)
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be auto or one of {PRECISIONS}, not {precision!r}")
@@ -384,7 +383,8 @@ class SentimentBertModel:
     def _forward(self, rows: list[list[int]]) -> torch.Tensor:
         """Run one padded batch of token ids and return class probabilities."""
         longest = max(len(row) for row in rows)
-        width = min(-(-longest // PAD_MULTIPLE) * PAD_MULTIPLE, self.max_length)
+        pad = self.pad_multiple
+        width = min(-(-longest // pad) * pad, self.max_length)
         input_ids = torch.full((len(rows), width), self.tokenizer.pad_token_id or 0)
         attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
         for n, row in enumerate(rows):
