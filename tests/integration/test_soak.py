@@ -3,6 +3,7 @@ SOAK_S=600 pytest -m soak): no error, no replica replaced, bounded memory growth
 
 import asyncio
 import os
+import statistics
 import time
 
 import httpx
@@ -37,6 +38,14 @@ async def client(
             log.append((started, time.monotonic() - started, outcome))
 
 
+def median_second_p99(timed: list[tuple[float, float]]) -> float:
+    """The median over whole seconds of each second's p99 latency; timed is (started, seconds)."""
+    by_second: dict[int, list[float]] = {}
+    for at, seconds in timed:
+        by_second.setdefault(int(at), []).append(seconds)
+    return statistics.median(percentile(latencies, 99) for latencies in by_second.values())
+
+
 @pytest.mark.soak
 @pytest.mark.timeout(SOAK_S + 180)
 def test_both_apps_hold_steady_under_32_clients(
@@ -67,15 +76,18 @@ def test_both_apps_hold_steady_under_32_clients(
 
     measured = [(at, seconds, outcome) for at, seconds, outcome in log if at >= begin + WARM_S]
     errors = [outcome for _, _, outcome in measured if outcome != "ok"]
-    fifth = SOAK_S / 5
-    first = [s for at, s, _ in measured if at < begin + WARM_S + fifth]
-    last = [s for at, s, _ in measured if at >= begin + WARM_S + SOAK_S - fifth]
-    p99_first, p99_last = percentile(first, 99), percentile(last, 99)
+    # Drift is a p99 that climbs and stays: compare the typical one-second p99 of the last third
+    # with that of the first. One stall of the shared machine spoils one second, not the median.
+    third = SOAK_S / 3
+    p99_first = median_second_p99([(at, s) for at, s, _ in measured if at < begin + WARM_S + third])
+    p99_last = median_second_p99(
+        [(at, s) for at, s, _ in measured if at >= begin + WARM_S + SOAK_S - third]
+    )
     print(
         f"\nsoak {SOAK_S:.0f} s at {CLIENTS} clients: {len(measured)} requests"
         f" ({len(measured) / SOAK_S:.0f}/s), {len(errors)} errors; p50"
-        f" {percentile([s for _, s, _ in measured], 50) * 1000:.0f} ms; p99 first fifth"
-        f" {p99_first * 1000:.0f} ms, last fifth {p99_last * 1000:.0f} ms; replica memory growth"
+        f" {percentile([s for _, s, _ in measured], 50) * 1000:.0f} ms; p99 (median of one-second p99s) first third"
+        f" {p99_first * 1000:.0f} ms, last third {p99_last * 1000:.0f} ms; replica memory growth"
         f" (MB) over the run {growth('start')}, over its second half {growth('middle')}"
     )
     assert errors == [], errors[:10]
