@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import ray
 from ray import serve
+from ray.serve import RunTarget
 
 from sentiment.apps import BUILDERS, ROUTE_PREFIXES
 from sentiment.deploy import http_options, stop_haproxy
@@ -59,8 +60,13 @@ def ray_session() -> Iterator[None]:
 def base_url(ray_session: None, settings: Settings) -> str:
     """Deploy both apps, as the entry scripts do, on a free loopback port; return the URL."""
     serve.start(http_options=http_options(settings))
-    for name, build in BUILDERS.items():
-        serve.run(build(settings), name=name, route_prefix=ROUTE_PREFIXES[name])
+    # Both at once: their replicas start and load their models side by side.
+    serve.run_many(
+        [
+            RunTarget(build(settings), name=name, route_prefix=ROUTE_PREFIXES[name])
+            for name, build in BUILDERS.items()
+        ]
+    )
     return f"http://127.0.0.1:{settings.http_port}"
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from sentiment.model import SentimentBertModel
 from sentiment.settings import DEFAULT_MODEL, Settings
 from tests.helpers import assert_prediction, free_port
 
@@ -65,8 +66,9 @@ def test_testing_command_builds_a_loadable_model(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "untrained" in done.stdout
     assert (tmp_path / "m" / "config.json").is_file()
-    answer = run("-m", "sentiment", "works", env={"SENTIMENT_MODEL": str(tmp_path / "m")})
-    assert answer.returncode == 0, answer.stderr
+    assert_prediction(
+        SentimentBertModel(str(tmp_path / "m"), num_threads=1).predict("works"), "works"
+    )
 
 
 def test_settings_defaults_env_and_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -95,10 +97,12 @@ def test_settings_refuse_bad_values(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_download_saves_a_loadable_copy(tiny_model_dir: Path, tmp_path: Path) -> None:
     done = run("-m", "sentiment.download", str(tmp_path / "copy"), "--model", str(tiny_model_dir))
     assert done.returncode == 0, done.stderr
-    original = run("-m", "sentiment", "same answer", env={"SENTIMENT_MODEL": str(tiny_model_dir)})
-    copy = run("-m", "sentiment", "same answer", env={"SENTIMENT_MODEL": str(tmp_path / "copy")})
-    assert copy.returncode == 0, copy.stderr
-    assert json.loads(copy.stdout) == json.loads(original.stdout)
+    # Loaded in-process, through the same from_pretrained path as the CLI and the apps.
+    original, copy = (
+        SentimentBertModel(str(path), num_threads=1).predict("same answer")
+        for path in (tiny_model_dir, tmp_path / "copy")
+    )
+    assert copy == original
 
 
 def test_download_of_an_unreachable_model_is_one_line(tmp_path: Path) -> None:
