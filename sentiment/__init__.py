@@ -1,6 +1,5 @@
-"""sentiment-serve: a sentiment classifier and the Ray Serve apps that serve it."""
+"""sentiment-serve: a sentiment classifier (sentiment.model) and the Ray Serve apps that serve it
+(sentiment.apps).
 
-from sentiment.model import ModelLoadError, Prediction, SentimentBertModel
-from sentiment.settings import Settings
-
-__all__ = ["ModelLoadError", "Prediction", "SentimentBertModel", "Settings"]
+Importing the package loads nothing else: `python -m sentiment.deploy stop|drain|status` stay
+clear of torch."""

@@ -46,7 +46,7 @@ from sentiment.inputs import (
 )
 from sentiment.metrics import ModelMetrics
 from sentiment.model import Prediction, SentimentBertModel
-from sentiment.settings import DEFAULT_MODEL_ID, Settings, StartupError
+from sentiment.settings import DEFAULT_MODEL_ID, DRAINING, Settings, StartupError
 from sentiment.web import (
     LONG_TEXT_HELP,
     BatchOut,
@@ -71,6 +71,17 @@ from sentiment.web import (
 ROUTER_APP = "router"
 CLASSIFIER_APP = "classifier"
 ROUTE_PREFIXES = {ROUTER_APP: "/router", CLASSIFIER_APP: "/"}
+# What the scripts print once an app is up.
+EXAMPLES = {
+    ROUTER_APP: ["GET  {url}/router?txt=i+like+you"],
+    CLASSIFIER_APP: [
+        "GET  {url}/test",
+        "GET  {url}/healthcheck",
+        "POST {url}/classify?input_text=i+like+you",
+        'POST {url}/classify/batch   {{"texts": ["i like you", "i do not"]}}',
+        "docs {url}/docs",
+    ],
+}
 # The header Serve routes by, to a replica that holds the model it names (model multiplexing).
 SERVE_MODEL_HEADER = "serve_multiplexed_model_id"
 
@@ -92,8 +103,6 @@ TUNABLES = (
     "max_queue_s",
     "stuck_after_s",
 )
-# The user_config key beside them that `python -m sentiment.deploy drain` sets (see reconfigure).
-DRAINING = "draining"
 # What a draining replica's 503 tells a client: try again soon (another server, or this one restarted).
 DRAINING_RETRY_AFTER_S = 1
 # What a 503 for a model that failed to load says: a while (a replica may load it once it can).

@@ -16,20 +16,10 @@ from pathlib import Path
 import ray
 from ray import serve
 
-from sentiment.apps import BUILDERS, CLASSIFIER_APP, DRAINING, ROUTE_PREFIXES, ROUTER_APP
-from sentiment.model import ModelLoadError
-from sentiment.settings import Settings, StartupError
+from sentiment.settings import DRAINING, Settings, StartupError
 
-EXAMPLES = {
-    ROUTER_APP: ["GET  {url}/router?txt=i+like+you"],
-    CLASSIFIER_APP: [
-        "GET  {url}/test",
-        "GET  {url}/healthcheck",
-        "POST {url}/classify?input_text=i+like+you",
-        'POST {url}/classify/batch   {{"texts": ["i like you", "i do not"]}}',
-        "docs {url}/docs",
-    ],
-}
+# What Serve's status puts before our model's load failures (the class, named where it lives).
+MODEL_LOAD_ERROR = "sentiment.model.ModelLoadError: "
 
 
 NO_HEAD = (
@@ -75,6 +65,10 @@ def http_options(settings: Settings) -> dict:
 
 def deploy(app_name: str) -> int:
     """Deploy (or update in place) one app on the running head, print where it answers, return."""
+    # Imported here, not above: stop, status and drain (`make down`, the container's `docker stop`)
+    # need neither the apps nor torch, which take ~3 s to import.
+    from sentiment.apps import BUILDERS, EXAMPLES, ROUTE_PREFIXES
+
     try:
         settings = Settings.from_env()
         # The builder checks the model (config only): one clear line here, before any Ray.
@@ -100,7 +94,7 @@ def reason(message: str) -> str:
     the whole traceback before it), without its class name when it is one of ours."""
     lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
     last = lines[-1] if lines else ""
-    return last.removeprefix(f"{ModelLoadError.__module__}.{ModelLoadError.__name__}: ")
+    return last.removeprefix(MODEL_LOAD_ERROR)
 
 
 def status() -> int:

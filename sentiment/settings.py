@@ -14,6 +14,9 @@ DEFAULT_MODEL_ID = "default"
 MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 ENV_PREFIX = "SENTIMENT_"
+# The user_config key, beside the tunable settings, that `python -m sentiment.deploy drain` sets
+# (see the apps' reconfigure).
+DRAINING = "draining"
 # Ray Serve's fast-path flags, for the environment of `ray start` (see the file's own comments).
 RAY_ENV_FILE = Path(__file__).resolve().parents[1] / "ray.env"
 

@@ -167,3 +167,13 @@ def test_the_cli_needs_no_web_stack_and_no_ray() -> None:
     done = run("-c", script)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_the_ops_commands_load_no_model_stack() -> None:
+    # `make down` and the container's drain and stop on `docker stop` run these: torch costs ~3 s.
+    script = (
+        "import sys, sentiment.deploy; print(sorted({'torch', 'transformers'} & set(sys.modules)))"
+    )
+    done = run("-c", script)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
