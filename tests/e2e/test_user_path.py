@@ -475,9 +475,21 @@ def test_models_and_keys_through_the_scripts_and_the_config(head: Head, tmp_path
     three = build_model(tmp_path / "three", labels={0: "NEGATIVE", 1: "NEUTRAL", 2: "POSITIVE"})
     # The scripts: from the environment, as `make up` passes it.
     env = {**head.env, "SENTIMENT_API_KEYS": "script-key", "SENTIMENT_MODELS": f"three={three}"}
-    for script in ("serve_with_rayserve.py", "serve_with_fastapi.py"):
-        done = run([sys.executable, script], env)
-        assert done.returncode == 0, done.stderr
+    # Both at once, as from two terminals: each script only updates its own app.
+    scripts = [
+        subprocess.Popen(
+            [sys.executable, script], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
+        )
+        for script in ("serve_with_rayserve.py", "serve_with_fastapi.py")
+    ]
+    try:
+        for script in scripts:
+            _, stderr = script.communicate(timeout=COMMAND_TIMEOUT_S)
+            assert script.returncode == 0, stderr
+    finally:
+        for script in scripts:
+            script.kill()  # a no-op on one that has exited
+            script.wait(timeout=30)
     assert models_and_keys_answer(head, "script-key")
     checked = run(
         [
