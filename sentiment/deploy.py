@@ -15,6 +15,7 @@ from pathlib import Path
 
 import ray
 from ray import serve
+from ray.exceptions import ActorAlreadyExistsError
 
 from sentiment.settings import DRAINING, Settings, StartupError
 
@@ -79,7 +80,11 @@ def deploy(app_name: str) -> int:
     if not connect():
         return 1
     # Only takes effect when Serve is not yet running on the cluster.
-    serve.start(http_options=http_options(settings))
+    try:
+        serve.start(http_options=http_options(settings))
+    except ActorAlreadyExistsError:
+        # The other script started Serve at the same moment (both run at once): use that one.
+        serve.start(http_options=http_options(settings))
     serve.run(app, name=app_name, route_prefix=ROUTE_PREFIXES[app_name])
     host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::") else settings.http_host
     url = f"http://{host}:{settings.http_port}"
