@@ -1,6 +1,7 @@
-"""The drain's config: what `python -m sentiment.deploy drain` sends to Serve's REST API."""
+"""The deploy module's pure parts: the drain's config sent to Serve's REST API, and the status line."""
 
-from sentiment.deploy import drained, draining_config
+from sentiment.deploy import MODEL_LOAD_ERROR, drained, draining_config, reason
+from sentiment.model import ModelLoadError
 
 
 def details(user_config: dict | None, status: str = "RUNNING") -> dict:
@@ -52,3 +53,12 @@ def test_drained_waits_for_the_new_user_config_and_the_end_of_the_update() -> No
     assert not drained(after["applications"]["classifier"])  # replicas still answering
     done = details({"max_batch_size": 8, "draining": True})
     assert drained(done["applications"]["classifier"])
+
+
+def test_the_status_line_strips_our_model_errors_class_name() -> None:
+    # deploy.py names the class as text so that it need not import torch; this keeps them equal.
+    assert f"{ModelLoadError.__module__}.{ModelLoadError.__name__}: " == MODEL_LOAD_ERROR
+    serve_message = (
+        f"Traceback ...\n  raise ...\n{MODEL_LOAD_ERROR}cannot load model 'x': no folder\n"
+    )
+    assert reason(serve_message) == "cannot load model 'x': no folder"
