@@ -134,7 +134,7 @@ class ClassifyRequest(BaseModel):
     """One text to classify."""
 
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"input_text": "i like you"}]}
+        extra="forbid", strict=True, json_schema_extra={"examples": [{"input_text": "i like you"}]}
     )
 
     input_text: str = Field(description="The text to classify.")
@@ -146,7 +146,9 @@ class BatchRequest(BaseModel):
     """Several texts to classify in one call."""
 
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"texts": ["i like you", "i do not"]}]}
+        extra="forbid",
+        strict=True,
+        json_schema_extra={"examples": [{"texts": ["i like you", "i do not"]}]},
     )
 
     texts: list[str] = Field(description="The texts to classify, answered in the same order.")
@@ -185,7 +187,7 @@ class Health(BaseModel):
 class PredictParameters(BaseModel):
     """Hugging Face's text-classification parameters."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     top_k: int | None = Field(None, ge=1, description="Only the k best labels; none: every label.")
     function_to_apply: Literal[FUNCTIONS] | None = Field(
@@ -200,6 +202,7 @@ class PredictRequest(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "examples": [{"inputs": "i like you"}, {"inputs": ["i like you", "i do not"]}]
         },

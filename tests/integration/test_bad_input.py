@@ -54,6 +54,10 @@ CASES = [
     ("POST", "/classify/batch", {"json": {"texts": "hello"}}, 422, "valid list"),
     ("POST", "/classify/batch", {"json": {"texts": [1, 2]}}, 422, "valid string"),
     ("POST", "/classify/batch", {}, 422, "Field required"),
+    # As the OpenAPI document says: no true for a number, no "yes" for a boolean (schemathesis).
+    ("POST", "/predict", {"json": {"inputs": "x", "parameters": {"top_k": True}}}, 422, "integer"),
+    ("POST", "/predict", {"json": {"inputs": "x", "raw_scores": "yes"}}, 422, "valid boolean"),
+    ("POST", "/classify/batch", {"json": {"texts": ["x"], "model": 1}}, 422, "valid string"),
     ("GET", "/router?txt=i", {}, 200, ""),  # one character is a text, in both apps
     ("POST", "/classify?input_text=i", {}, 200, ""),
     ("GET", "/classify", {}, 405, "Method Not Allowed"),
