@@ -2,16 +2,20 @@
 whole corpus sorted), in-process, as one padded chunk and as predict_batch's length-aware chunks.
 
     python -m bench.chunking [--model DIR] [--precision auto] [--sizes 32,64,128,256] [--pads 16]
+    python -m bench.chunking --lanes 1,2 --sizes 32,256
 
 The figures behind SENTIMENT_MAX_BATCH_SIZE's default, PAD_MULTIPLE (each forward pass padded to a
-multiple of it: `--pads 1,16` compares exact widths with it) and the README's "why the targets are
-missed". Every batch is drawn fresh, as a server meets them.
+multiple of it: `--pads 1,16` compares exact widths with it), SENTIMENT_MAX_CONCURRENT_BATCHES
+(`--lanes 2`: each batch's texts split in two calls run side by side, each on a share of the
+cores, against one call on all of them) and the README's "why the targets are missed". Every batch
+is drawn fresh, as a server meets them.
 """
 
 import argparse
 import random
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench.corpus import corpus
@@ -30,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--sizes", default="32,64,128,256", help="texts per model call")
     parser.add_argument("--pads", default=str(model_module.PAD_MULTIPLE), help="pad multiples")
+    parser.add_argument("--lanes", default="", help="calls side by side: time predict_batch")
     args = parser.parse_args(argv)
     ensure_model(args.model)
     model = SentimentBertModel(args.model, num_threads=available_cores(), precision=args.precision)
@@ -38,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(0)
     print(f"{model.describe()}; random corpus texts, sentences/s")
     model.predict_batch(texts[:64])  # warm up
+    if args.lanes:
+        sizes = [int(s) for s in args.sizes.split(",")]
+        return lanes(model, texts, sizes, [int(n) for n in args.lanes.split(",")], rng)
     for size in (int(s) for s in args.sizes.split(",")):
         for pad in (int(p) for p in args.pads.split(",")):
             model.pad_multiple = pad
@@ -56,6 +64,36 @@ def main(argv: list[str] | None = None) -> int:
                 f"calls of {size:3d} texts, padded to {pad:2d}: "
                 + ", ".join(f"{k} {v:6.1f}" for k, v in rates.items())
             )
+    return 0
+
+
+def lanes(
+    model: SentimentBertModel,
+    texts: list[str],
+    sizes: list[int],
+    counts: list[int],
+    rng: random.Random,
+) -> int:
+    """Time predict_batch on random batches, each split across `count` calls side by side on a
+    share of the cores (a call alone on all of them for 1), as the batcher's lanes run them."""
+    cores = model.num_threads
+    for size in sizes:
+        rates = []
+        for count in counts:
+            share = max(1, cores // count)
+            # Each lane's thread sets its own thread count as it starts.
+            with ThreadPoolExecutor(
+                count, initializer=model.use_threads, initargs=(share,)
+            ) as pool:
+                list(pool.map(model.predict_batch, [texts[:8]] * count))  # warm up
+                batches = [rng.sample(texts, size) for _ in range(max(2, TEXTS_PER_SIZE // size))]
+                start = time.perf_counter()
+                for batch in batches:
+                    list(pool.map(model.predict_batch, [batch[n::count] for n in range(count)]))
+                rates.append(
+                    f"{count} x {share} threads {size * len(batches) / (time.perf_counter() - start):6.1f}"
+                )
+        print(f"calls of {size:3d} texts: " + ", ".join(rates))
     return 0
 
 

@@ -165,6 +165,9 @@ class ServedModel:
             settings.max_batch_size,
             settings.batch_wait_timeout_s,
             observe_wait=lambda seconds: metrics.queue_seconds.observe(seconds, tags=tags),
+            lanes=min(settings.max_concurrent_batches, model.num_threads),
+            threads=model.num_threads,
+            use_threads=model.use_threads,
         )
         # Model seconds per text, the measure of the work budget: first from a warm call (the
         # one before it spares the first request the model's one-time setup), then from traffic.
@@ -174,7 +177,8 @@ class ServedModel:
         self.batcher.run_now(model.predict_batch, warm)
         self.text_seconds = (time.perf_counter() - started) / WARM_UP_TEXTS
         logger.info(
-            f"loaded {self.id}: {model.describe()}; {1 / self.text_seconds:.0f} texts/s in calls of 8"
+            f"loaded {self.id}: {model.describe()}, up to {len(self.batcher.lanes)} calls at once;"
+            f" {1 / self.text_seconds:.0f} texts/s in calls of 8"
         )
 
     def _run_batch(self, items: list[tuple[str, str]]) -> list[Scored]:
@@ -185,7 +189,9 @@ class ServedModel:
         report = self.model.predict_batch_report(texts, long_texts)
         seconds = time.perf_counter() - started
         self.metrics.record(self.id, report, seconds)
-        self.text_seconds += COST_WEIGHT * (seconds / len(texts) - self.text_seconds)
+        # The replica's seconds: a call on half the cores leaves the other half to another call.
+        share = self.model.threads() / self.model.num_threads
+        self.text_seconds += COST_WEIGHT * (seconds * share / len(texts) - self.text_seconds)
         return [
             (prediction, logits, len(texts))
             for prediction, logits in zip(report.predictions, report.logits, strict=True)

@@ -1,4 +1,4 @@
-"""Continuous batching: one model call at a time, each taking what queued meanwhile, fairly.
+"""Continuous batching: model calls that each take what queued meanwhile, fairly, in lanes.
 
 Why not `@serve.batch`: its loop cuts the next batch as soon as the current one starts, then waits
 for the running one to finish (max_concurrent_batches=1). Under load, requests that arrive while the
@@ -18,6 +18,14 @@ its last batch held (measured with bench/, see the README's Performance section)
 Why round-robin: a batch is cut by taking one item from each waiting request in turn, so a lone
 text joins the next model call instead of queueing behind every text of the big requests ahead of
 it (first come, first served gave single-text clients 10 answers in 75 s beside six batch clients).
+
+Why lanes: on a few cores, one model call at a time on every core leaves the cores idle at each of
+the call's many small parallel steps, and the event loop's work (requests in, answers out) takes a
+core from the call's threads mid-step, so they wait for it. Under load, calls run side by side in
+`lanes` threads on a share of the cores each (one of two): each keeps its core busy, and the other
+lane runs while one waits. A call that starts with nothing else running or queued gets every core
+(a lone text answers as fast as the model can), and the other lanes wait for it: a lane started
+beside it would take a core from its threads. See the README's Performance section for figures.
 """
 
 import asyncio
@@ -34,7 +42,8 @@ Job = tuple[Item, "asyncio.Future[Result]", float]  # an item, its caller's futu
 
 
 class ContinuousBatcher(Generic[Item, Result]):
-    """Queue the items of many requests; run `fn` on batches of them, one call at a time, in a thread."""
+    """Queue the items of many requests; run `fn` on batches of them in up to `lanes` threads at
+    once, giving each call its share of `threads` cores through `use_threads`."""
 
     def __init__(
         self,
@@ -42,6 +51,10 @@ class ContinuousBatcher(Generic[Item, Result]):
         max_batch_size: int,
         wait_s: float = 0.0,
         observe_wait: Callable[[float], None] | None = None,
+        *,
+        lanes: int = 1,
+        threads: int = 1,
+        use_threads: Callable[[int], None] | None = None,
     ) -> None:
         self.fn = fn
         self.max_batch_size = max_batch_size
@@ -49,26 +62,42 @@ class ContinuousBatcher(Generic[Item, Result]):
         self.observe_wait = observe_wait  # gets each item's seconds in the queue
         self.batch_sizes: deque[int] = deque(maxlen=1000)  # the last sizes run, for tests
         self.queued = 0  # items waiting for a model call
-        self.running = 0  # items in the model call running now
-        self.running_since: float | None = None  # when the running call started (monotonic)
+        self.threads = threads  # the cores the calls share
+        self.use_threads = use_threads  # sets the calling thread's share of them, before a call
+        self._running: dict[int, tuple[int, float, int]] = {}  # lane: items, start, threads
         self.last_ok: bool | None = None  # whether the last call (batch or probe) answered
         self.answered_at: float | None = None  # when a call last answered (monotonic)
         self._refill = (0.0, 0)  # when the last batch answered (monotonic), items to wait for
+        self._lane_freed: asyncio.Future[None] | None = None  # set when a call ends
         self._arrival: asyncio.Future[None] | None = None  # set when an item queues
         self._requests: deque[deque[Job]] = deque()  # each waiting request's items, in turn
         self._probes: deque[tuple[Callable[[list[Item]], Sequence[Result]], deque[Job]]] = deque()
         # Runs only while there is work: an idle batcher holds no task, so dropping it (an
         # unloaded model) frees it and its thread.
         self._worker: asyncio.Task[None] | None = None
-        # Every model call in one thread, the same one: torch's OpenMP keeps a team of threads per
+        # A thread per lane, always the same one: torch's OpenMP keeps a team of threads per
         # calling thread, and a second team (a warm-up on another thread) made each call later
-        # slower (GET /router at concurrency 1: p50 24.8 ms against 17.7 ms, bench/).
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+        # slower (GET /router at concurrency 1: p50 24.8 ms against 17.7 ms, bench/). Only lane 0
+        # runs calls on every core (the lowest free lane is taken), so only it has a team.
+        self.lanes = [
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{n}") for n in range(lanes)
+        ]
+        self._calls: set[asyncio.Task[None]] = set()  # the running calls' tasks, held
+
+    @property
+    def running(self) -> int:
+        """Items in the model calls running now."""
+        return sum(items for items, _, _ in self._running.values())
+
+    @property
+    def running_since(self) -> float | None:
+        """When the oldest running call started (monotonic); None when none runs."""
+        return min((started for _, started, _ in self._running.values()), default=None)
 
     @property
     def busy(self) -> bool:
         """Say whether a model call runs or items wait for one."""
-        return self.running_since is not None or self.queued > 0
+        return bool(self._running) or self.queued > 0
 
     async def submit(self, item: Item) -> Result:
         """Queue one item and return its result once its batch has run."""
@@ -107,8 +136,8 @@ class ContinuousBatcher(Generic[Item, Result]):
             raise
 
     def run_now(self, fn: Callable[..., Result], *args: object) -> Result:
-        """Run `fn(*args)` in the model's thread and wait for it (start-up work, before traffic)."""
-        return self._thread.submit(fn, *args).result()
+        """Run `fn(*args)` in lane 0 on every core and wait for it (start-up work, before traffic)."""
+        return self.lanes[0].submit(self._in_lane, self.threads, fn, *args).result()
 
     def _jobs(self, items: Sequence[Item]) -> deque[Job]:
         """Give each item a future for its caller and the time it queued."""
@@ -120,10 +149,10 @@ class ContinuousBatcher(Generic[Item, Result]):
         if self._worker is None or self._worker.done():
             self._worker = asyncio.get_running_loop().create_task(self._run())
 
-    def _cut(self) -> list[Job]:
-        """Take up to max_batch_size live items, one from each waiting request in turn."""
+    def _cut(self, size: int) -> list[Job]:
+        """Take up to `size` live items, one from each waiting request in turn."""
         batch: list[Job] = []
-        while self._requests and len(batch) < self.max_batch_size:
+        while self._requests and len(batch) < size:
             jobs = self._requests.popleft()
             job = jobs.popleft()
             self.queued -= 1
@@ -134,14 +163,17 @@ class ContinuousBatcher(Generic[Item, Result]):
         return batch
 
     async def _run(self) -> None:
-        """Run probes and batches, one model call at a time, until none is waiting."""
+        """Start probes and batches, each in a free lane, until none is waiting."""
         while self._requests or self._probes:
+            free = await self._free_lanes()
             if self._probes:
-                fn, batch = self._probes.popleft()
-                await self._call(fn, list(batch))
+                fn, jobs = self._probes.popleft()
+                self._launch(free[0], fn, list(jobs), traffic=False)
                 continue
             await self._fill()
-            batch = self._cut()
+            free = self._free()  # calls may have ended meanwhile
+            # Lanes free together share what is queued (a batch request's texts, split in two).
+            batch = self._cut(min(self.max_batch_size, -(-self.queued // len(free))))
             if not batch:
                 continue
             self.batch_sizes.append(len(batch))
@@ -149,13 +181,41 @@ class ContinuousBatcher(Generic[Item, Result]):
                 now = time.monotonic()
                 for _, _, queued_at in batch:
                     self.observe_wait(now - queued_at)
-            await self._call(self.fn, batch)
-            # Its callers come back to a queue that already holds what arrived meanwhile.
-            self._refill = (time.monotonic(), min(self.queued + len(batch), self.max_batch_size))
+            self._launch(free[0], self.fn, batch, traffic=True)
+
+    def _free(self) -> list[int]:
+        """The lanes running no call, lowest first."""
+        return [lane for lane in range(len(self.lanes)) if lane not in self._running]
+
+    async def _free_lanes(self) -> list[int]:
+        """Wait until a lane is free and no call runs on every core; return the free lanes."""
+        while not self._free() or any(t > self._share() for _, _, t in self._running.values()):
+            self._lane_freed = asyncio.get_running_loop().create_future()
+            await self._lane_freed
+        return self._free()
+
+    def _share(self) -> int:
+        """The threads of a call that runs beside others."""
+        return max(1, self.threads // len(self.lanes))
+
+    def _launch(self, lane: int, fn: Callable, batch: list[Job], traffic: bool) -> None:
+        """Start a call in `lane`: on every core when it is all the work there is, else on a share."""
+        alone = not self._running and not self.queued
+        threads = self.threads if alone else self._share()
+        self._running[lane] = (len(batch), time.monotonic(), threads)
+        task = asyncio.get_running_loop().create_task(self._call(lane, threads, fn, batch, traffic))
+        self._calls.add(task)
+        task.add_done_callback(self._calls.discard)
+
+    def _in_lane(self, threads: int, fn: Callable[..., Result], *args: object) -> Result:
+        """Run `fn(*args)` on `threads` cores (in the lane's own thread)."""
+        if self.use_threads:
+            self.use_threads(threads)
+        return fn(*args)
 
     async def _fill(self) -> None:
         """Wait, up to wait_s after the last batch answered, for its callers to queue again."""
-        answered_at, target = self._refill
+        (answered_at, target), self._refill = self._refill, (0.0, 0)  # for the next cut only
         while self.queued < target:
             left = answered_at + self.wait_s - time.monotonic()
             if left <= 0:
@@ -164,14 +224,23 @@ class ContinuousBatcher(Generic[Item, Result]):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrival, left)
 
-    async def _call(self, fn: Callable[[list[Item]], Sequence[Result]], batch: list[Job]) -> None:
-        """Run `fn` on a batch in a thread (the event loop keeps accepting requests meanwhile), then
-        give each caller its result; any failure, a wrong count included, fails every caller of
-        the batch at once and only them."""
-        self.running, self.running_since = len(batch), time.monotonic()
+    async def _call(
+        self,
+        lane: int,
+        threads: int,
+        fn: Callable[[list[Item]], Sequence[Result]],
+        batch: list[Job],
+        traffic: bool,
+    ) -> None:
+        """Run `fn` on a batch in a lane's thread (the event loop keeps accepting requests
+        meanwhile), then give each caller its result; any failure, a wrong count included, fails
+        every caller of the batch at once and only them."""
         try:
             loop = asyncio.get_running_loop()
-            results = await loop.run_in_executor(self._thread, fn, [item for item, _, _ in batch])
+            items = [item for item, _, _ in batch]
+            results = await loop.run_in_executor(
+                self.lanes[lane], self._in_lane, threads, fn, items
+            )
             if len(results) != len(batch):
                 raise RuntimeError(
                     f"the model returned {len(results)} results for {len(batch)} items"
@@ -183,11 +252,16 @@ class ContinuousBatcher(Generic[Item, Result]):
                     future.set_exception(error)
             return
         finally:
-            self.running, self.running_since = 0, None
+            del self._running[lane]
+            if self._lane_freed and not self._lane_freed.done():
+                self._lane_freed.set_result(None)
         self.last_ok, self.answered_at = True, time.monotonic()
         for (_, future, _), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)
+        if traffic:
+            # Its callers come back to a queue that already holds what arrived meanwhile.
+            self._refill = (time.monotonic(), min(self.queued + len(batch), self.max_batch_size))
 
 
 async def _results(jobs: deque[Job]) -> list:

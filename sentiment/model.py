@@ -188,7 +188,8 @@ class SentimentBertModel:
     ) -> None:
         self.id = model_id  # what callers name it (a server's model id); answers carry it
         # Ray sets OMP_NUM_THREADS=1 in replicas; say the thread count out loud instead.
-        torch.set_num_threads(num_threads or available_cores())
+        self.num_threads = num_threads or available_cores()
+        self.use_threads(self.num_threads)
         self.name = model
         self.device = torch.device(device)
         self.chunk_size = chunk_size
@@ -247,8 +248,19 @@ class SentimentBertModel:
         """Say in one line what runs: model, precision and why, device, threads."""
         return (
             f"model {self.name}: precision {self.precision} ({self.precision_reason}),"
-            f" device {self.device}, {torch.get_num_threads()} threads"
+            f" device {self.device}, {self.num_threads} threads"
         )
+
+    @staticmethod
+    def use_threads(threads: int) -> None:
+        """Run the calling thread's model calls on `threads` cores (torch's OpenMP count is kept
+        per calling thread: two threads can run calls side by side on a share each)."""
+        torch.set_num_threads(threads)
+
+    @staticmethod
+    def threads() -> int:
+        """The cores the calling thread's model calls run on."""
+        return torch.get_num_threads()
 
     @staticmethod
     def check_available(model: str = DEFAULT_MODEL, revision: str | None = None) -> None:

@@ -68,6 +68,15 @@ class Settings(BaseModel):
         ge=0,
         description="Torch threads per replica; 0 uses every core this process may run on.",
     )
+    # Two: on this 2-core machine, single texts at 32 clients and batch requests served more with two
+    # calls side by side on a core each than with one call on both (README, Performance); a call
+    # with nothing beside it still gets every core, so a lone text is as fast.
+    max_concurrent_batches: int = Field(
+        default_factory=_env("MAX_CONCURRENT_BATCHES", 2),
+        ge=1,
+        description="Most model calls a replica runs at once, each in a thread of its own on a"
+        " share of the threads (never more calls than threads).",
+    )
     # 256: the more texts a model call holds, the closer in length its chunks are. Random corpus
     # texts, bf16, in-process (`python -m bench.chunking`): 207 sentences/s in calls of 32, 256 of
     # 128, 298 of 256 (the length-sorted limit is ~310). Under load the batch endpoint fills them.

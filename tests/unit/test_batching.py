@@ -253,3 +253,66 @@ def test_a_lone_caller_never_waits_and_callers_who_stay_away_cost_at_most_the_wa
 
     assert 0.4 < asyncio.run(half_come_back()) < 1.0
     assert list(batcher.batch_sizes)[-2:] == [8, 4]
+
+
+class Lanes:
+    """Stand in for a model whose calls record their lane, their threads and their overlap."""
+
+    def __init__(self) -> None:
+        self.local = threading.local()
+        self.lock = threading.Lock()
+        self.running = 0
+        self.calls: list[
+            tuple[str, int, int, int]
+        ] = []  # lane thread, threads, items, calls at once
+
+    def use_threads(self, threads: int) -> None:
+        self.local.threads = threads
+
+    def __call__(self, items: list[int]) -> list[int]:
+        with self.lock:
+            self.running += 1
+            overlap = self.running
+        time.sleep(0.05)
+        with self.lock:
+            overlap = max(overlap, self.running)  # calls that ran at its start or at its end
+            self.running -= 1
+            lane = threading.current_thread().name.rsplit("_", 1)[0]
+            self.calls.append((lane, self.local.threads, len(items), overlap))
+        return [2 * item for item in items]
+
+
+def test_under_load_calls_run_side_by_side_on_a_share_of_the_cores() -> None:
+    model = Lanes()
+    batcher = ContinuousBatcher(
+        model, max_batch_size=64, lanes=2, threads=4, use_threads=model.use_threads
+    )
+
+    async def burst() -> list[int]:
+        return await asyncio.gather(*(batcher.submit(n) for n in range(20)))
+
+    assert asyncio.run(burst()) == [2 * n for n in range(20)]
+    # The lanes, free together, share what queued: two calls at once, on two cores each.
+    assert sorted(model.calls) == [("model-0", 2, 10, 2), ("model-1", 2, 10, 2)], model.calls
+
+
+def test_a_lone_call_gets_every_core_and_nothing_runs_beside_it() -> None:
+    model = Lanes()
+    batcher = ContinuousBatcher(
+        model, max_batch_size=64, lanes=2, threads=4, use_threads=model.use_threads
+    )
+
+    async def lone_then_more() -> list[int]:
+        first = asyncio.ensure_future(batcher.submit(1))
+        await asyncio.sleep(0.01)  # the lone call runs: these arrive beside it
+        return [await first, *await asyncio.gather(*(batcher.submit(n) for n in range(6)))]
+
+    assert asyncio.run(lone_then_more()) == [2, *(2 * n for n in range(6))]
+    lone, *rest = model.calls
+    assert lone == ("model-0", 4, 1, 1), model.calls
+    # What arrived waited for it (no call overlapped the one on every core), then shared the lanes.
+    assert sorted(rest) == [("model-0", 2, 3, 2), ("model-1", 2, 3, 2)], model.calls
+    # Lone calls, one after another, keep to lane 0 (only it has a team of threads).
+    for n in range(3):
+        assert asyncio.run(batcher.submit(n)) == 2 * n
+    assert model.calls[-3:] == [("model-0", 4, 1, 1)] * 3, model.calls

@@ -1,6 +1,7 @@
 """SentimentBertModel against a tiny DistilBERT saved and loaded like the real one: no Ray, no HTTP."""
 
 import random
+import threading
 import time
 from pathlib import Path
 
@@ -221,3 +222,21 @@ def test_a_model_saved_in_bf16_loads_in_the_precision_asked_for(tmp_path: Path) 
 def test_unknown_precision_is_refused(tiny_model_dir: Path) -> None:
     with pytest.raises(ValueError, match="precision must be auto or one of"):
         SentimentBertModel(str(tiny_model_dir), precision="fp8")
+
+
+def test_the_model_threads_are_set_per_calling_thread(tiny_model_dir: Path) -> None:
+    # What lets two batcher lanes run calls side by side on a share of the cores each.
+    model = SentimentBertModel(str(tiny_model_dir), num_threads=2)
+    assert model.threads() == model.num_threads == 2
+    seen: list[int] = []
+
+    def lane() -> None:
+        model.use_threads(1)
+        model.predict("one core")
+        seen.append(model.threads())
+
+    thread = threading.Thread(target=lane)
+    thread.start()
+    thread.join(30)
+    assert seen == [1]
+    assert model.threads() == model.num_threads
