@@ -68,9 +68,10 @@ class Settings(BaseModel):
         ge=0,
         description="Torch threads per replica; 0 uses every core this process may run on.",
     )
-    # Two: on this 2-core machine, single texts at 32 clients and batch requests served more with two
-    # calls side by side on a core each than with one call on both (README, Performance); a call
-    # with nothing beside it still gets every core, so a lone text is as fast.
+    # Two: on this 2-core machine, two calls side by side on a core each served more than one call on
+    # both (`python -m bench --concurrency 1,8,32` with 1 and 2, req/s: GET /router c32 140 / 156,
+    # POST /classify c32 115 / 126, batch c32 198 / 254 texts/s); a call with nothing beside it
+    # still gets every core, so a lone text is as fast (router c1 p50 19.9 / 20.3 ms).
     max_concurrent_batches: int = Field(
         default_factory=_env("MAX_CONCURRENT_BATCHES", 2),
         ge=1,
