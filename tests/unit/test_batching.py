@@ -260,7 +260,7 @@ class Lanes:
 
     def __init__(self) -> None:
         self.local = threading.local()
-        self.lock = threading.Lock()
+        self.lock = threading.Condition()
         self.running = 0
         self.calls: list[
             tuple[str, int, int, int]
@@ -272,10 +272,13 @@ class Lanes:
     def __call__(self, items: list[int]) -> list[int]:
         with self.lock:
             self.running += 1
+            self.lock.notify_all()
+            # A call beside this one starts within this wait (a thread's start can take a while
+            # on a busy machine, so the wait ends when it comes, not after a fixed sleep).
+            self.lock.wait_for(lambda: self.running > 1, timeout=0.3)
             overlap = self.running
-        time.sleep(0.05)
+        time.sleep(0.02)
         with self.lock:
-            overlap = max(overlap, self.running)  # calls that ran at its start or at its end
             self.running -= 1
             lane = threading.current_thread().name.rsplit("_", 1)[0]
             self.calls.append((lane, self.local.threads, len(items), overlap))
@@ -305,7 +308,8 @@ def test_a_lone_call_gets_every_core_and_nothing_runs_beside_it() -> None:
     async def lone_then_more() -> list[int]:
         first = asyncio.ensure_future(batcher.submit(1))
         await asyncio.sleep(0.01)  # the lone call runs: these arrive beside it
-        return [await first, *await asyncio.gather(*(batcher.submit(n) for n in range(6)))]
+        rest = asyncio.gather(*(batcher.submit(n) for n in range(6)))
+        return [await first, *await rest]
 
     assert asyncio.run(lone_then_more()) == [2, *(2 * n for n in range(6))]
     lone, *rest = model.calls
