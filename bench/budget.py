@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--path", default="/router", help="/router or /classify")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--profile", type=Path, help="keep py-spy's raw stacks in this file")
     args = parser.parse_args(argv)
     model_dir = args.model or ensure_model(ROOT / "models" / "full", "full")
     env = bench_env()
@@ -139,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         loadgen = time.process_time() - loadgen_before
         sampler.join()
         samples = categorise(profile.read_text()) if profile.exists() else Counter()
+        if args.profile and profile.exists():
+            args.profile.write_text(profile.read_text())
     answered = run.requests - run.errors
     per_kind: Counter[str] = Counter()
     for pid, title in procs.items():

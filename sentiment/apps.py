@@ -30,7 +30,7 @@ from ray import serve
 from ray.serve import Application
 from ray.serve.config import BackpressureConfig
 from ray.serve.schema import LoggingConfig
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sentiment.batching import ContinuousBatcher
 from sentiment.inputs import (
@@ -119,6 +119,24 @@ logger = logging.getLogger("ray.serve")
 _batch_sizes: ContextVar[list[int] | None] = ContextVar("batch_sizes", default=None)
 
 
+def log_request(request: Request, status: int, started: float, sizes: list[int]) -> None:
+    """Write a request's one log line: status, latency, the largest model call its texts ran in."""
+    latency_ms = round((time.perf_counter() - started) * 1000, 1)
+    # The proxy puts the client's X-Request-ID here, or one it made, and returns it to the client.
+    request_id = request.headers.get("x-request-id", "-")
+    batch_size = max(sizes, default=0)
+    logger.info(
+        f"{request.method} {request.url.path} {status} {latency_ms}ms"
+        f" batch_size={batch_size} request_id={request_id}",
+        extra={
+            "request_id": request_id,
+            "status": status,
+            "latency_ms": latency_ms,
+            "batch_size": batch_size,
+        },
+    )
+
+
 async def answer_and_log(request: Request, respond: Callable[[], Awaitable[Response]]) -> Response:
     """Answer a request (a generic 500 if anything unexpected fails), then log its one line."""
     started = time.perf_counter()
@@ -128,21 +146,42 @@ async def answer_and_log(request: Request, respond: Callable[[], Awaitable[Respo
         response = await respond()
     except Exception as error:
         response = error_response(error)
-    latency_ms = round((time.perf_counter() - started) * 1000, 1)
-    # The proxy puts the client's X-Request-ID here, or one it made, and returns it to the client.
-    request_id = request.headers.get("x-request-id", "-")
-    batch_size = max(sizes, default=0)
-    logger.info(
-        f"{request.method} {request.url.path} {response.status_code} {latency_ms}ms"
-        f" batch_size={batch_size} request_id={request_id}",
-        extra={
-            "request_id": request_id,
-            "status": response.status_code,
-            "latency_ms": latency_ms,
-            "batch_size": batch_size,
-        },
-    )
+    log_request(request, response.status_code, started, sizes)
     return response
+
+
+class RequestLog:
+    """The FastAPI app's answer_and_log, as a plain ASGI middleware: Starlette's
+    BaseHTTPMiddleware (`@app.middleware`) runs every request in a task of its own and streams
+    its answer through a queue, which cost the event loop measurably per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        sizes: list[int] = []
+        _batch_sizes.set(sizes)
+        status = 0
+
+        async def send_noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_status)
+        except Exception as error:
+            if status:  # the answer has begun: it cannot become a 500 now
+                raise
+            response = error_response(error)
+            status = response.status_code
+            await response(scope, receive, send)
+        finally:
+            log_request(Request(scope), status, started, sizes)
 
 
 # One answer from a batcher: the prediction, the text's logits, the size of its model call.
@@ -411,7 +450,7 @@ class Router(BatchedModel):
                 {"detail": "use GET /router?txt=..."}, status_code=405, headers={"Allow": "GET"}
             )
         check_api_key(request.headers.get("authorization"), self.keys)
-        check_query_encoding(request)
+        await check_query_encoding(request)
         text = check_text(request.query_params.get("txt"), "txt", self.settings)
         return JSONResponse(await self.classify(text))
 
@@ -431,12 +470,6 @@ api.add_exception_handler(RequestValidationError, validation_error)
 async def _api_error(request: Request, error: ApiError) -> JSONResponse:
     """Answer an error with its status (and headers) from the error table."""
     return error_response(error)
-
-
-@api.middleware("http")
-async def _log(request: Request, call_next) -> Response:
-    """Log one line per request; anything unexpected becomes a generic 500, not a stack trace."""
-    return await answer_and_log(request, lambda: call_next(request))
 
 
 bearer = HTTPBearer(
@@ -490,6 +523,8 @@ class ReplicaCORS:
         await self.cors(scope, receive, send)
 
 
+# Outermost first: CORS answers preflights itself; every other request gets its log line.
+api.add_middleware(RequestLog)
 api.add_middleware(ReplicaCORS)
 
 

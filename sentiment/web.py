@@ -49,8 +49,10 @@ async def validation_error(request: Request, error: RequestValidationError) -> J
     return JSONResponse({"detail": json_safe(jsonable_encoder(error.errors()))}, status_code=422)
 
 
-def check_query_encoding(request: Request) -> None:
-    """Reject a query string whose percent-escapes are not UTF-8 (Starlette would silently replace them)."""
+async def check_query_encoding(request: Request) -> None:
+    """Reject a query string whose percent-escapes are not UTF-8 (Starlette would silently replace them).
+    Async though it never waits: FastAPI would run a plain function in its thread pool, a thread
+    hop per request."""
     raw = request.scope.get("query_string", b"").decode("latin-1")
     try:
         parse_qsl(raw, keep_blank_values=True, encoding="utf-8", errors="strict")
