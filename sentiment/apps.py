@@ -330,13 +330,14 @@ class BatchedModel:
             )
         return await self._named_model(model_id)
 
-    def admit(self, served: ServedModel, count: int) -> None:
+    def admit(self, served: ServedModel | None = None, count: int = 0) -> None:
         """Refuse `count` more texts while draining, or when the work ahead of them, on every
-        model of this replica (they share its cores), is past the budget (503 and Retry-After)."""
+        model of this replica (they share its cores), is past the budget (503 and Retry-After).
+        With no texts: refuse what would be refused whatever it holds (see RefuseEarly)."""
         if self.draining:
             raise self.draining_error()
         ahead_s = sum(model.backlog_s for model in self.served())
-        wait_s = ahead_s + count * served.text_seconds
+        wait_s = ahead_s + (count * served.text_seconds if served else 0.0)
         # A replica with nothing ahead takes any request the caps allow: it is the fastest it gets.
         if ahead_s and wait_s > self.settings.max_queue_s:
             retry_after = math.ceil(wait_s - self.settings.max_queue_s)
@@ -523,7 +524,26 @@ class ReplicaCORS:
         await self.cors(scope, receive, send)
 
 
-# Outermost first: CORS answers preflights itself; every other request gets its log line.
+class RefuseEarly:
+    """A POST that the replica would refuse whatever its body holds (draining, or the work ahead
+    already past the budget) gets its 503 before the body is read: a refused request should take
+    no CPU from the model, and reading and validating a large body costs more than a model call."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            try:
+                _replica().admit()
+            except ApiError as error:
+                return await error_response(error)(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+# Added innermost first: CORS answers preflights itself; every other request gets its log line,
+# the early refusals too.
+api.add_middleware(RefuseEarly)
 api.add_middleware(RequestLog)
 api.add_middleware(ReplicaCORS)
 

@@ -1,8 +1,10 @@
 """Under load: a busy replica is not a sick one, lone texts do not starve behind batches, and the
 work a replica admits is bounded in seconds (503 + Retry-After past it)."""
 
+import socket
 import threading
 import time
+from urllib.parse import urlsplit
 
 import httpx
 from ray import serve
@@ -14,6 +16,24 @@ from tests.integration.deployments import Faulty, deployed, replicas
 
 MODEL_CALL_S = 0.2  # what the slowed model takes per call, whatever its size
 LOAD_S = 12
+
+
+def post_whose_body_never_comes(url: str, timeout_s: float) -> tuple[int, float]:
+    """POST headers announcing a large JSON body and send only its start; return the status the
+    server answered (0: none within `timeout_s`) and how long it took."""
+    parts = urlsplit(url)
+    head = (
+        f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 1000000\r\n\r\n"
+    )
+    with socket.create_connection((parts.hostname, parts.port), timeout=timeout_s) as sock:
+        asked = time.monotonic()
+        sock.sendall(head.encode() + b'{"texts": ["')
+        try:
+            status_line = sock.makefile("rb").readline()
+        except TimeoutError:
+            return 0, time.monotonic() - asked
+    return int(status_line.split()[1]), time.monotonic() - asked
 
 
 def test_a_busy_replica_stays_healthy_and_lone_texts_do_not_wait_behind_batches(
@@ -100,17 +120,21 @@ def test_work_past_the_budget_gets_a_fast_503_with_retry_after(
             asked = time.monotonic()
             refused = httpx.post(f"{url}/classify/batch", json={"texts": texts[:16]}, timeout=30)
             refused_in = time.monotonic() - asked
+            # The work ahead alone is past the budget: refused before its body is read.
+            early, early_in = post_whose_body_never_comes(f"{url}/classify/batch", 5.0)
         finally:
             sender.join(timeout=60)
         again = httpx.post(f"{url}/classify", json={"input_text": "drained"}, timeout=30)
     print(
         f"\nover budget: {refused.status_code} in {refused_in * 1000:.0f} ms,"
-        f" Retry-After {refused.headers.get('retry-after')}: {refused.json()['detail']}"
+        f" Retry-After {refused.headers.get('retry-after')}: {refused.json()['detail']};"
+        f" a body that never came: {early} in {early_in * 1000:.0f} ms"
     )
     assert refused.status_code == 503, refused.text
     assert int(refused.headers["retry-after"]) >= 1
     assert "SENTIMENT_MAX_QUEUE_S" in refused.json()["detail"]
     assert refused_in < MODEL_CALL_S  # refused at once, not after waiting
+    assert early == 503 and early_in < MODEL_CALL_S
     assert big["answer"].status_code == 200
     assert [r["input_text"] for r in big["answer"].json()["results"]] == texts
     assert again.status_code == 200
