@@ -138,11 +138,13 @@ async def drive(
                 n = counter["next"]
                 counter["next"] += 1
                 begin = time.perf_counter()
+                retry_after = ""
                 try:
                     async with make_request(session, n) as response:
                         await response.read()
                         ok = response.status == 200
                         kind = f"http {response.status}"
+                        retry_after = response.headers.get("Retry-After", "")
                 except (aiohttp.ClientError, TimeoutError) as error:
                     ok, kind = False, type(error).__name__
                 if ok:
@@ -150,6 +152,9 @@ async def drive(
                     counter["texts"] += texts_per_request
                 else:
                     errors[kind] = errors.get(kind, 0) + 1
+                if retry_after.isdigit():  # wait as a 503 asks, as the README tells clients to
+                    left = deadline - time.perf_counter()
+                    await asyncio.sleep(max(0.0, min(int(retry_after), left)))
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     return counter["next"], counter["texts"], sum(errors.values()), latencies, errors
