@@ -17,6 +17,7 @@ import math
 import time
 import weakref
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from typing import Annotated
 
@@ -32,7 +33,7 @@ from ray.serve.config import BackpressureConfig
 from ray.serve.schema import LoggingConfig
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sentiment.batching import ContinuousBatcher
+from sentiment.batching import ContinuousBatcher, lane_threads
 from sentiment.inputs import (
     ApiError,
     Draining,
@@ -192,7 +193,11 @@ class ServedModel:
     """One loaded model behind its own continuous batcher: what a model id names on a replica."""
 
     def __init__(
-        self, model: SentimentBertModel, settings: Settings, metrics: ModelMetrics
+        self,
+        model: SentimentBertModel,
+        settings: Settings,
+        metrics: ModelMetrics,
+        lanes: list[ThreadPoolExecutor],
     ) -> None:
         self.model = model
         self.id = model.id
@@ -204,7 +209,7 @@ class ServedModel:
             settings.max_batch_size,
             settings.batch_wait_timeout_s,
             observe_wait=lambda seconds: metrics.queue_seconds.observe(seconds, tags=tags),
-            lanes=min(settings.max_concurrent_batches, model.num_threads),
+            lanes=lanes[: min(settings.max_concurrent_batches, model.num_threads)],
             threads=model.num_threads,
             use_threads=model.use_threads,
         )
@@ -264,8 +269,10 @@ class BatchedModel:
         self.keys = settings.keys()
         self.draining = False
         self.metrics = ModelMetrics()
+        # The model threads every model of this replica runs its calls in (see lane_threads).
+        self.lanes = lane_threads(settings.max_concurrent_batches)
         self.default = ServedModel(
-            SentimentBertModel.from_settings(settings), settings, self.metrics
+            SentimentBertModel.from_settings(settings), settings, self.metrics, self.lanes
         )
         # Loaded models of SENTIMENT_MODELS; Serve's multiplexer holds them, this only sees them.
         self.named: weakref.WeakValueDictionary[str, ServedModel] = weakref.WeakValueDictionary()
@@ -301,6 +308,7 @@ class BatchedModel:
                     SentimentBertModel.from_settings(self.settings, model_id),
                     self.settings,
                     self.metrics,
+                    self.lanes,
                 )
             )
         except StartupError as error:

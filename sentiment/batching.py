@@ -52,7 +52,7 @@ class ContinuousBatcher(Generic[Item, Result]):
         wait_s: float = 0.0,
         observe_wait: Callable[[float], None] | None = None,
         *,
-        lanes: int = 1,
+        lanes: int | Sequence[ThreadPoolExecutor] = 1,
         threads: int = 1,
         use_threads: Callable[[int], None] | None = None,
     ) -> None:
@@ -78,10 +78,9 @@ class ContinuousBatcher(Generic[Item, Result]):
         # A thread per lane, always the same one: torch's OpenMP keeps a team of threads per
         # calling thread, and a second team (a warm-up on another thread) made each call later
         # slower (GET /router at concurrency 1: p50 24.8 ms against 17.7 ms, bench/). Only lane 0
-        # runs calls on every core (the lowest free lane is taken), so only it has a team.
-        self.lanes = [
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{n}") for n in range(lanes)
-        ]
+        # runs calls on every core (the lowest free lane is taken), so only it has a team. Given
+        # threads (lane_threads) may be shared with other batchers: see there.
+        self.lanes = list(lanes) if not isinstance(lanes, int) else lane_threads(lanes)
         self._calls: set[asyncio.Task[None]] = set()  # the running calls' tasks, held
 
     @property
@@ -262,6 +261,17 @@ class ContinuousBatcher(Generic[Item, Result]):
         if traffic:
             # Its callers come back to a queue that already holds what arrived meanwhile.
             self._refill = (time.monotonic(), min(self.queued + len(batch), self.max_batch_size))
+
+
+def lane_threads(count: int) -> list[ThreadPoolExecutor]:
+    """One thread per lane. Batchers of one process (a replica's models) should share them: a
+    second model's lane 0 is a second OpenMP team, and with two teams libgomp counts more threads
+    than cores and stops spinning between parallel regions, so every model's calls ran slower
+    (in-process, a lone text: 15.5 ms, then 23.5 ms once a second batcher had warmed up). Shared,
+    a call of one model waits for the other's on the same thread instead."""
+    return [
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{n}") for n in range(count)
+    ]
 
 
 async def _results(jobs: deque[Job]) -> list:

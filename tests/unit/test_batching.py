@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from sentiment.batching import ContinuousBatcher
+from sentiment.batching import ContinuousBatcher, lane_threads
 
 
 def slow_double(items: list[int]) -> list[int]:
@@ -320,3 +320,22 @@ def test_a_lone_call_gets_every_core_and_nothing_runs_beside_it() -> None:
     for n in range(3):
         assert asyncio.run(batcher.submit(n)) == 2 * n
     assert model.calls[-3:] == [("model-0", 4, 1, 1)] * 3, model.calls
+
+
+def test_batchers_given_the_same_lane_threads_run_their_calls_on_them() -> None:
+    # A replica's models share its lane threads: one OpenMP team, whichever model runs.
+    seen: list[tuple[int, str]] = []
+
+    def record(items: list[int]) -> list[int]:
+        seen.append((threading.get_ident(), threading.current_thread().name))
+        return items
+
+    shared = lane_threads(2)
+    first = ContinuousBatcher(record, max_batch_size=8, lanes=shared)
+    second = ContinuousBatcher(record, max_batch_size=8, lanes=shared)
+    assert asyncio.run(first.submit(1)) == 1
+    assert asyncio.run(second.submit(2)) == 2
+    assert first.lanes == second.lanes == shared
+    assert seen[0] == seen[1] and seen[0][1].startswith("model-0"), seen
+    # Without them, each batcher makes its own.
+    assert ContinuousBatcher(record, max_batch_size=8, lanes=2).lanes[0] is not shared[0]
