@@ -73,7 +73,7 @@ class ContinuousBatcher(Generic[Item, Result]):
         self._requests: deque[deque[Job]] = deque()  # each waiting request's items, in turn
         self._probes: deque[tuple[Callable[[list[Item]], Sequence[Result]], deque[Job]]] = deque()
         # Runs only while there is work: an idle batcher holds no task, so dropping it (an
-        # unloaded model) frees it and its thread.
+        # unloaded model) frees it, and its threads when they are its own (see lane_threads).
         self._worker: asyncio.Task[None] | None = None
         # A thread per lane, always the same one: torch's OpenMP keeps a team of threads per
         # calling thread, and a second team (a warm-up on another thread) made each call later
