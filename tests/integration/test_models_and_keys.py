@@ -20,8 +20,10 @@ from huggingface_hub import constants as hub_constants
 from huggingface_hub.errors import HfHubHTTPError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ray import serve
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from sentiment.apps import Classifier
 from sentiment.model import DTYPES, SCORE_TOLERANCE, SentimentBertModel
 from sentiment.settings import Settings
 from sentiment.testing import WORDS, build_model
@@ -61,10 +63,18 @@ def locked_settings(settings: Settings, tmp_path_factory: pytest.TempPathFactory
     )
 
 
+class Locked(Classifier.func_or_class):
+    """The Classifier, saying which threads each model it holds runs its calls in."""
+
+    def model_threads(self) -> dict[str, list[int]]:
+        """Each held model's lane threads (as ids of their executors)."""
+        return {served.id: [id(lane) for lane in served.batcher.lanes] for served in self.served()}
+
+
 @pytest.fixture(scope="module")
 def url(base_url: str, locked_settings: Settings) -> Iterator[str]:
     """Deploy the Classifier with those settings under /locked; then delete model `gone`."""
-    with deployed("locked", locked_settings):
+    with deployed("locked", locked_settings, Locked):
         shutil.rmtree(locked_settings.models["gone"])
         yield f"{base_url}/locked"
 
@@ -170,6 +180,15 @@ def test_the_least_recently_used_model_is_unloaded(url: str) -> None:
     listing = httpx.get(f"{url}/models", headers=AUTH, timeout=30).json()
     loaded = {model["id"]: model["loaded"] for model in listing["models"]}
     assert loaded == {"default": True, "three": True, "other": False, "third": True, "gone": False}
+
+
+def test_every_model_of_a_replica_runs_in_the_same_threads(url: str) -> None:
+    # Threads of its own per model meant an OpenMP team per model: every call slower (bench.models).
+    for model_id in ("other", "third"):
+        assert post(url, "/classify", {"input_text": "hi", "model": model_id}).status_code == 200
+    threads = serve.get_app_handle("locked").model_threads.remote().result(timeout_s=30)
+    assert {"default", "other", "third"} <= set(threads), threads
+    assert len({tuple(lanes) for lanes in threads.values()}) == 1, threads
 
 
 def test_an_allowed_model_that_cannot_load_is_a_503_and_the_replica_goes_on(url: str) -> None:
