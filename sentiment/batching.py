@@ -267,8 +267,8 @@ def lane_threads(count: int) -> list[ThreadPoolExecutor]:
     """One thread per lane. Batchers of one process (a replica's models) should share them: a
     second model's lane 0 is a second OpenMP team, and with two teams libgomp counts more threads
     than cores and stops spinning between parallel regions, so every model's calls ran slower
-    (in-process, a lone text: 15.5 ms, then 23.5 ms once a second batcher had warmed up). Shared,
-    a call of one model waits for the other's on the same thread instead."""
+    (`python -m bench.models`: a lone text 18.7 ms, then 26.2 and 25.4 ms once a second model had
+    run). Shared, a call of one model waits for the other's on the same thread instead."""
     return [
         ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{n}") for n in range(count)
     ]
