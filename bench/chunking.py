@@ -3,12 +3,14 @@ whole corpus sorted), in-process, as one padded chunk and as predict_batch's len
 
     python -m bench.chunking [--model DIR] [--precision auto] [--sizes 32,64,128,256] [--pads 16]
     python -m bench.chunking --lanes 1,2 --sizes 32,256
+    python -m bench.chunking --lanes 1,2 --sizes 32,64,256 --compile
 
 The figures behind SENTIMENT_MAX_BATCH_SIZE's default, PAD_MULTIPLE (each forward pass padded to a
 multiple of it: `--pads 1,16` compares exact widths with it), SENTIMENT_MAX_CONCURRENT_BATCHES
 (`--lanes 2`: each batch's texts split in two calls run side by side, each on a share of the
 cores, against one call on all of them) and the README's "why the targets are missed". Every batch
-is drawn fresh, as a server meets them.
+is drawn fresh, as a server meets them. `--compile` times the same again after `torch.compile`
+(why the service does not compile: README, Performance).
 """
 
 import argparse
@@ -17,6 +19,8 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import torch
 
 from bench.corpus import corpus
 from sentiment import model as model_module
@@ -35,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="32,64,128,256", help="texts per model call")
     parser.add_argument("--pads", default=str(model_module.PAD_MULTIPLE), help="pad multiples")
     parser.add_argument("--lanes", default="", help="calls side by side: time predict_batch")
+    parser.add_argument("--compile", action="store_true", help="then again, torch.compile'd")
     args = parser.parse_args(argv)
     ensure_model(args.model)
     model = SentimentBertModel(args.model, num_threads=available_cores(), precision=args.precision)
@@ -45,7 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     model.predict_batch(texts[:64])  # warm up
     if args.lanes:
         sizes = [int(s) for s in args.sizes.split(",")]
-        return lanes(model, texts, sizes, [int(n) for n in args.lanes.split(",")], rng)
+        counts = [int(n) for n in args.lanes.split(",")]
+        lanes(model, texts, sizes, counts, rng)
+        if args.compile:
+            compiled(model, texts, counts)
+            lanes(model, texts, sizes, counts, rng)
+        return 0
     for size in (int(s) for s in args.sizes.split(",")):
         for pad in (int(p) for p in args.pads.split(",")):
             model.pad_multiple = pad
@@ -94,7 +104,30 @@ def lanes(
                     f"{count} x {share} threads {size * len(batches) / (time.perf_counter() - start):6.1f}"
                 )
         print(f"calls of {size:3d} texts: " + ", ".join(rates))
-    return 0
+    print(f"one text at a time, all cores: p50 {batch_one_ms(model, texts):.1f} ms")
+
+
+def batch_one_ms(model: SentimentBertModel, texts: list[str]) -> float:
+    """The median milliseconds of predict_batch on one text (the calling thread's cores)."""
+    model.use_threads(model.num_threads)
+    seconds = []
+    for text in texts[:200]:
+        start = time.perf_counter()
+        model.predict_batch([text])
+        seconds.append(time.perf_counter() - start)
+    return sorted(seconds)[len(seconds) // 2] * 1000
+
+
+def compiled(model: SentimentBertModel, texts: list[str], counts: list[int]) -> None:
+    """Replace the model's network by its torch.compile'd self, built for every thread count and
+    batch kind (one text, many) the timings use, so that none of them pays for compiling."""
+    start = time.perf_counter()
+    model.model = torch.compile(model.model, dynamic=True)
+    for threads in sorted({max(1, model.num_threads // count) for count in counts}):
+        with ThreadPoolExecutor(1, initializer=model.use_threads, initargs=(threads,)) as pool:
+            pool.submit(model.predict_batch, texts[:1]).result()
+            pool.submit(model.predict_batch, texts[:8]).result()
+    print(f"torch.compile(dynamic=True), built in {time.perf_counter() - start:.1f} s:")
 
 
 if __name__ == "__main__":
