@@ -5,7 +5,7 @@
 
 It starts the project as `make bench` does (ray.env, default settings), drives one endpoint, and
 reads every process's CPU time from /proc before and after: CPU milliseconds per answered request
-for HAProxy, the replica, the rest of Ray, and the load generator. Inside the replica, py-spy
+for HAProxy, the replica, the rest of Ray (and its busiest processes), and the load generator. Inside the replica, py-spy
 (shipped with Ray) samples the Python threads, and each sample is put in the first category whose
 code is on its stack, innermost frame first. The OpenMP threads that run the model's matrix work
 carry no Python frames, so py-spy cannot see them: the replica's CPU it did not sample is theirs,
@@ -155,6 +155,15 @@ def main(argv: list[str] | None = None) -> int:
     print("| --- | ---: | ---: |")
     for group, seconds in per_kind.most_common():
         print(f"| {group} | {seconds * 1000 / answered:.2f} | {seconds / run.seconds:.2f} |")
+    rest: Counter[str] = Counter()
+    for pid, title in procs.items():
+        if kind(title) == "rest of Ray":
+            rest[title.rsplit("/", 1)[-1][:60]] += after[pid] - before[pid]
+    print("\nThe rest of Ray, by process:\n")
+    print("| process | CPU ms per request | cores used |")
+    print("| --- | ---: | ---: |")
+    for title, seconds in rest.most_common(8):
+        print(f"| {title} | {seconds * 1000 / answered:.2f} | {seconds / run.seconds:.2f} |")
     replica_cpu = after[replica] - before[replica]
     seen = sum(samples.values()) / 100  # 100 samples a second, one per running thread
     samples["model"] += max(0.0, replica_cpu - seen) * 100  # the OpenMP threads py-spy cannot see
