@@ -230,6 +230,10 @@ def test_requests_are_logged_and_counted(head: Head) -> None:
 
     ids = ("e2e-0", "e2e-b", "e2e-bad", unnamed.headers["x-request-id"])
     wait_for(lambda: all(len(logged(i)) == 1 for i in ids), 30, "one log line per request")
+    # Only there: not also on the workers' stderr, for Ray's log monitor to read and publish
+    # (RAY_SERVE_LOG_TO_STDERR=0 in ray.env).
+    for err in head.logs.glob("worker-*.err"):
+        assert "request_id=e2e-0" not in err.read_text(errors="replace"), err.name
     (bad,) = logged("e2e-bad")
     assert " POST /classify 422 " in bad and " batch_size=0 " in bad
     (whole,) = logged("e2e-b")
