@@ -144,7 +144,11 @@ class SteadyLoad:
     def __enter__(self) -> "SteadyLoad":
         for thread in self._threads:
             thread.start()
-        wait_for(lambda: self.outcomes["ok"] >= self.warm, 30, "steady traffic")
+        try:
+            wait_for(lambda: self.outcomes["ok"] >= self.warm, 30, "steady traffic")
+        except TimeoutError as error:
+            self.__exit__()
+            raise TimeoutError(f"{error}; answers so far: {dict(self.outcomes)}") from None
         return self
 
     def __exit__(self, *exc: object) -> None:
