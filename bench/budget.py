@@ -5,9 +5,9 @@
 
 It starts the project as `make bench` does (ray.env, default settings), drives one endpoint, and
 reads every process's CPU time from /proc before and after: CPU milliseconds per answered request
-for HAProxy, the replica, the rest of Ray (and its busiest processes), and the load generator. Inside the replica, py-spy
-(shipped with Ray) samples the Python threads, and each sample is put in the first category whose
-code is on its stack, innermost frame first. The OpenMP threads that run the model's matrix work
+for HAProxy, the replica, the rest of Ray (and its busiest processes), and the load generator.
+Inside the replica, py-spy (shipped with Ray) samples the Python threads, and each sample is put in
+the first category whose code is on its stack, innermost frame first. The OpenMP threads that run the model's matrix work
 carry no Python frames, so py-spy cannot see them: the replica's CPU it did not sample is theirs,
 and is added to the model.
 """

@@ -15,6 +15,7 @@ is drawn fresh, as a server meets them. `--compile` times the same again after `
 
 import argparse
 import random
+import statistics
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +24,7 @@ from pathlib import Path
 import torch
 
 from bench.corpus import corpus
+from bench.precision import latencies
 from sentiment import model as model_module
 from sentiment.model import SentimentBertModel, available_cores
 from sentiment.testing import ensure_model
@@ -104,18 +106,8 @@ def lanes(
                     f"{count} x {share} threads {size * len(batches) / (time.perf_counter() - start):6.1f}"
                 )
         print(f"calls of {size:3d} texts: " + ", ".join(rates))
-    print(f"one text at a time, all cores: p50 {batch_one_ms(model, texts):.1f} ms")
-
-
-def batch_one_ms(model: SentimentBertModel, texts: list[str]) -> float:
-    """The median milliseconds of predict_batch on one text (the calling thread's cores)."""
-    model.use_threads(model.num_threads)
-    seconds = []
-    for text in texts[:200]:
-        start = time.perf_counter()
-        model.predict_batch([text])
-        seconds.append(time.perf_counter() - start)
-    return sorted(seconds)[len(seconds) // 2] * 1000
+    p50 = statistics.median(latencies(model, texts[:200], seconds=0))
+    print(f"one text at a time, all cores: p50 {p50:.1f} ms")
 
 
 def compiled(model: SentimentBertModel, texts: list[str], counts: list[int]) -> None:
