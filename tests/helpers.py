@@ -97,15 +97,23 @@ def gone(url: str) -> bool:
 class SteadyLoad:
     """Client threads posting to one URL until stopped (bounded in count and time): one text per
     request to /classify, or `batch` texts per request to /classify/batch; each text `words` longer
-    than a few words."""
+    than a few words. A 503 is retried at once, or after its Retry-After (`polite`, capped at 2 s)
+    as the README tells clients to."""
 
     def __init__(
-        self, url: str, clients: int = CLIENTS, batch: int = 0, warm: int = 20, words: int = 0
+        self,
+        url: str,
+        clients: int = CLIENTS,
+        batch: int = 0,
+        warm: int = 20,
+        words: int = 0,
+        polite: bool = False,
     ) -> None:
         self.url = url
         self.batch = batch
         self.filler = " word" * words
         self.warm = warm  # answers to wait for on entering
+        self.polite = polite
         self.outcomes: Counter[str] = Counter()
         self.timeline: list[tuple[float, bool]] = []  # (when a request started, ok)
         self.latencies: list[float] = []  # seconds, of the requests answered 200
@@ -130,9 +138,13 @@ class SteadyLoad:
                 if self._stop.is_set() or time.monotonic() > deadline:
                     return
                 started = time.monotonic()
+                retry_after = 0.0
                 try:
-                    status = client.post(self.url, json=self._body(n, i)).status_code
+                    answer = client.post(self.url, json=self._body(n, i))
+                    status = answer.status_code
                     ok, kind = status == 200, "ok" if status == 200 else f"failed: http {status}"
+                    if status == 503 and self.polite:
+                        retry_after = min(float(answer.headers.get("Retry-After", 0)), 2.0)
                 except httpx.HTTPError as error:
                     ok, kind = False, f"failed: {type(error).__name__}"
                 self.outcomes[kind] += 1
@@ -140,6 +152,7 @@ class SteadyLoad:
                 self.answered.append((time.monotonic(), kind))
                 if ok:
                     self.latencies.append(time.monotonic() - started)
+                self._stop.wait(retry_after)
 
     def __enter__(self) -> "SteadyLoad":
         for thread in self._threads:
