@@ -5,7 +5,8 @@
 
 It starts the project as `make bench` does (ray.env, default settings), drives one endpoint, and
 reads every process's CPU time from /proc before and after: CPU milliseconds per answered request
-for HAProxy, the replica, the rest of Ray (and its busiest processes), and the load generator.
+for HAProxy, the replica, the rest of Ray (and its busiest processes), and the load generator;
+beside them, the cores each used before the load, with no traffic (what runs on timers).
 Inside the replica, py-spy (shipped with Ray) samples the Python threads, and each sample is put in
 the first category whose code is on its stack, innermost frame first. The OpenMP threads that run the model's matrix work
 carry no Python frames, so py-spy cannot see them: the replica's CPU it did not sample is theirs,
@@ -100,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--path", default="/router", help="/router or /classify")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument(
+        "--idle-seconds", type=float, default=10.0, help="the window with no traffic, first"
+    )
     parser.add_argument("--profile", type=Path, help="keep py-spy's raw stacks in this file")
     args = parser.parse_args(argv)
     model_dir = args.model or ensure_model(ROOT / "models" / "full", "full")
@@ -112,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         procs = serving_processes()
         app = "router" if args.path == "/router" else "classifier"
         (replica,) = [pid for pid, title in procs.items() if kind(title) == f"replica of {app}"]
+        idle_before = {pid: cpu_seconds(pid) for pid in procs}
+        time.sleep(args.idle_seconds)
+        idle = {pid: (cpu_seconds(pid) - idle_before[pid]) / args.idle_seconds for pid in procs}
         profile = Path(tmp) / "replica.txt"
         sampler = threading.Thread(
             target=subprocess.run,
@@ -146,26 +153,35 @@ def main(argv: list[str] | None = None) -> int:
             args.profile.write_text(profile.read_text())
     answered = run.requests - run.errors
     per_kind: Counter[str] = Counter()
+    idle_kind: Counter[str] = Counter()
     for pid, title in procs.items():
         per_kind[kind(title)] += after[pid] - before[pid]
+        idle_kind[kind(title)] += idle[pid]
     per_kind["load generator"] = loadgen
     print(
         f"\n{target} at {args.concurrency} clients for {run.seconds:.0f} s: {answered} answered"
         f" ({answered / run.seconds:.1f}/s), {run.errors} errors, p50 {run.p50_ms:.1f} ms\n"
     )
-    print("| process | CPU ms per request | cores used |")
-    print("| --- | ---: | ---: |")
+    header = "| process | CPU ms per request | cores used | cores used with no traffic |"
+    print(header + "\n| --- | ---: | ---: | ---: |")
     for group, seconds in per_kind.most_common():
-        print(f"| {group} | {seconds * 1000 / answered:.2f} | {seconds / run.seconds:.2f} |")
+        print(
+            f"| {group} | {seconds * 1000 / answered:.2f} | {seconds / run.seconds:.2f}"
+            f" | {idle_kind[group]:.3f} |"
+        )
     rest: Counter[str] = Counter()
+    idle_rest: Counter[str] = Counter()
     for pid, title in procs.items():
         if kind(title) == "rest of Ray":
             rest[title.rsplit("/", 1)[-1][:60]] += after[pid] - before[pid]
+            idle_rest[title.rsplit("/", 1)[-1][:60]] += idle[pid]
     print("\nThe rest of Ray, by process:\n")
-    print("| process | CPU ms per request | cores used |")
-    print("| --- | ---: | ---: |")
+    print(header + "\n| --- | ---: | ---: | ---: |")
     for title, seconds in rest.most_common(8):
-        print(f"| {title} | {seconds * 1000 / answered:.2f} | {seconds / run.seconds:.2f} |")
+        print(
+            f"| {title} | {seconds * 1000 / answered:.2f} | {seconds / run.seconds:.2f}"
+            f" | {idle_rest[title]:.3f} |"
+        )
     replica_cpu = after[replica] - before[replica]
     seen = sum(samples.values()) / 100  # 100 samples a second, one per running thread
     samples["model"] += max(0.0, replica_cpu - seen) * 100  # the OpenMP threads py-spy cannot see
