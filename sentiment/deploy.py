@@ -192,8 +192,7 @@ def serve_api(method: str, body: dict | None = None) -> dict:
 
 def draining_config(details: dict) -> dict:
     """The running config (Serve's REST shape) with `draining: true` in every deployment's
-    user_config, beside what that user_config already holds, applied to all of its replicas at
-    once."""
+    user_config, beside what that user_config already holds."""
     config = {
         key: details[key]
         for key in ("proxy_location", "http_options", "grpc_options", "target_capacity")
@@ -207,9 +206,6 @@ def draining_config(details: dict) -> dict:
             user_config = deployment["deployment_config"].get("user_config") or {}
             options = overrides.setdefault(name, {"name": name})
             options["user_config"] = {**user_config, DRAINING: True}
-            # Serve updates a fifth of the replicas at a time by default, the next ones once the
-            # last are done: each waiting replica would keep taking work until its turn.
-            options["rolling_update_percentage"] = 1.0
         config["applications"].append({**app_config, "deployments": list(overrides.values())})
     return config
 

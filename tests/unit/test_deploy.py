@@ -41,7 +41,6 @@ def test_the_drain_adds_draining_to_the_running_user_config_and_keeps_the_rest()
             "name": "Classifier",
             "num_replicas": 2,
             "user_config": {"max_batch_size": 8, "draining": True},
-            "rolling_update_percentage": 1.0,  # every replica at once, not a fifth at a time
         }
     ]
     assert config["http_options"]["port"] == 8000 and "target_capacity" not in config
