@@ -8,9 +8,9 @@ reads every process's CPU time from /proc before and after: CPU milliseconds per
 for HAProxy, the replica, the rest of Ray (and its busiest processes), and the load generator;
 beside them, the cores each used before the load, with no traffic (what runs on timers).
 Inside the replica, py-spy (shipped with Ray) samples the Python threads, and each sample is put in
-the first category whose code is on its stack, innermost frame first. The OpenMP threads that run the model's matrix work
-carry no Python frames, so py-spy cannot see them: the replica's CPU it did not sample is theirs,
-and is added to the model.
+the first category whose code is on its stack, innermost frame first. The OpenMP threads that run
+the model's matrix work carry no Python frames, so py-spy cannot see them: the replica's CPU it
+did not sample is theirs, and is added to the model.
 """
 
 import argparse
@@ -152,36 +152,36 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile and profile.exists():
             args.profile.write_text(profile.read_text())
     answered = run.requests - run.errors
-    per_kind: Counter[str] = Counter()
-    idle_kind: Counter[str] = Counter()
+    loaded: Counter[str] = Counter()  # CPU seconds under load, by group
+    idle_cores: Counter[str] = Counter()  # cores used with no traffic, by group
+    rest: Counter[str] = Counter()  # the rest of Ray, by process
+    idle_rest: Counter[str] = Counter()
     for pid, title in procs.items():
-        per_kind[kind(title)] += after[pid] - before[pid]
-        idle_kind[kind(title)] += idle[pid]
-    per_kind["load generator"] = loadgen
+        group = kind(title)
+        loaded[group] += after[pid] - before[pid]
+        idle_cores[group] += idle[pid]
+        if group == "rest of Ray":
+            name = title.rsplit("/", 1)[-1][:60]
+            rest[name] += after[pid] - before[pid]
+            idle_rest[name] += idle[pid]
+    loaded["load generator"] = loadgen
+
+    def cpu_table(seconds: Counter[str], idle_of: Counter[str], rows: int | None = None) -> None:
+        print("| process | CPU ms per request | cores used | cores used with no traffic |")
+        print("| --- | ---: | ---: | ---: |")
+        for name, used in seconds.most_common(rows):
+            print(
+                f"| {name} | {used * 1000 / answered:.2f} | {used / run.seconds:.2f}"
+                f" | {idle_of[name]:.3f} |"
+            )
+
     print(
         f"\n{target} at {args.concurrency} clients for {run.seconds:.0f} s: {answered} answered"
         f" ({answered / run.seconds:.1f}/s), {run.errors} errors, p50 {run.p50_ms:.1f} ms\n"
     )
-    header = "| process | CPU ms per request | cores used | cores used with no traffic |"
-    print(header + "\n| --- | ---: | ---: | ---: |")
-    for group, seconds in per_kind.most_common():
-        print(
-            f"| {group} | {seconds * 1000 / answered:.2f} | {seconds / run.seconds:.2f}"
-            f" | {idle_kind[group]:.3f} |"
-        )
-    rest: Counter[str] = Counter()
-    idle_rest: Counter[str] = Counter()
-    for pid, title in procs.items():
-        if kind(title) == "rest of Ray":
-            rest[title.rsplit("/", 1)[-1][:60]] += after[pid] - before[pid]
-            idle_rest[title.rsplit("/", 1)[-1][:60]] += idle[pid]
+    cpu_table(loaded, idle_cores)
     print("\nThe rest of Ray, by process:\n")
-    print(header + "\n| --- | ---: | ---: | ---: |")
-    for title, seconds in rest.most_common(8):
-        print(
-            f"| {title} | {seconds * 1000 / answered:.2f} | {seconds / run.seconds:.2f}"
-            f" | {idle_rest[title]:.3f} |"
-        )
+    cpu_table(rest, idle_rest, rows=8)
     replica_cpu = after[replica] - before[replica]
     seen = sum(samples.values()) / 100  # 100 samples a second, one per running thread
     samples["model"] += max(0.0, replica_cpu - seen) * 100  # the OpenMP threads py-spy cannot see
