@@ -190,9 +190,36 @@ def serve_api(method: str, body: dict | None = None) -> dict:
         return json.loads(response.read() or b"{}")
 
 
-def draining_config(details: dict) -> dict:
+# Replicas that can hold requests: running, or running and taking a new config.
+SERVING = ("RUNNING", "UPDATING")
+
+
+def waits_on_unplaced(deployment: dict) -> bool:
+    """Say whether Serve's update of a deployment waits only on replicas that never started (an
+    upscale the cluster cannot place, which holds the update open until the autoscaler gives up)."""
+    states = {replica["state"] for replica in deployment["replicas"]}
+    return deployment["status"] == "UPDATING" and "UPDATING" not in states and "STARTING" in states
+
+
+def pinned_size(deployment: dict, options: dict) -> dict:
+    """The options (over the config's `options` for the deployment) that hold it at the replicas
+    it runs now, so that Serve stops the ones it could not place. Empty when none runs (Serve
+    needs at least one)."""
+    running = sum(replica["state"] in SERVING for replica in deployment["replicas"])
+    if not running:
+        return {}
+    if not deployment["deployment_config"].get("autoscaling_config"):
+        return {"num_replicas": running}
+    # Over the config's own autoscaling options, not Serve's filled-in copy: Serve counts an
+    # autoscaling policy written in the config as code, and a new one would restart every replica.
+    sizes = dict.fromkeys(("min_replicas", "initial_replicas", "max_replicas"), running)
+    return {"autoscaling_config": {**options.get("autoscaling_config", {}), **sizes}}
+
+
+def draining_config(details: dict, pin: bool = False) -> dict:
     """The running config (Serve's REST shape) with `draining: true` in every deployment's
-    user_config, beside what that user_config already holds."""
+    user_config, beside what that user_config already holds; with `pin`, each deployment that
+    waits on unplaced replicas held at those it runs."""
     config = {
         key: details[key]
         for key in ("proxy_location", "http_options", "grpc_options", "target_capacity")
@@ -206,6 +233,8 @@ def draining_config(details: dict) -> dict:
             user_config = deployment["deployment_config"].get("user_config") or {}
             options = overrides.setdefault(name, {"name": name})
             options["user_config"] = {**user_config, DRAINING: True}
+            if pin and waits_on_unplaced(deployment):
+                options.update(pinned_size(deployment, options))
         config["applications"].append({**app_config, "deployments": list(overrides.values())})
     return config
 
@@ -236,14 +265,35 @@ def drain(timeout_s: float) -> int:
     if apps:
         serve_api("PUT", draining_config(details))
     deadline = started + timeout_s
+    seen_waiting = 0
     while time.monotonic() < deadline:
-        apps = serve_api("GET")["applications"]
+        details = serve_api("GET")
+        apps = details["applications"]
         if all(drained(app) for app in apps.values()):
             states = ", ".join(f"{name} {app['status']}" for name, app in apps.items())
             print(f"drained in {time.monotonic() - started:.1f} s: {states or 'no apps'}")
             return 0
+        # Pinned only once seen on two looks (two of Serve's 0.1 s control loops apart), after
+        # the replicas took `draining`: a pin changes the config again, and Serve applies it
+        # only once the unplaced replicas have stopped (up to graceful_shutdown_timeout_s).
+        waiting = any(
+            waits_on_unplaced(deployment)
+            for app in apps.values()
+            for deployment in app["deployments"].values()
+        )
+        seen_waiting = seen_waiting + 1 if waiting else 0
+        if seen_waiting == 2:
+            serve_api("PUT", draining_config(details, pin=True))
         time.sleep(0.2)
-    print(f"error: the apps did not drain within {timeout_s:g} s", file=sys.stderr)
+    waiting = "; ".join(
+        f"{name}/{deployment_name} {deployment['status']}"
+        f" (replicas: {', '.join(replica['state'] for replica in deployment['replicas'])})"
+        f"{': ' + deployment['message'] if deployment['message'] else ''}"
+        for name, app in apps.items()
+        for deployment_name, deployment in app["deployments"].items()
+        if not drained({**app, "deployments": {deployment_name: deployment}})
+    )
+    print(f"error: the apps did not drain within {timeout_s:g} s: {waiting}", file=sys.stderr)
     return 1
 
 
@@ -257,7 +307,7 @@ def main(argv: list[str]) -> int:
     drain_parser = commands.add_parser(
         "drain", help="refuse new requests (503) and wait until those taken are answered"
     )
-    drain_parser.add_argument("--timeout", type=float, default=30.0, help="seconds (30)")
+    drain_parser.add_argument("--timeout", type=float, default=45.0, help="seconds (45)")
     args = parser.parse_args(argv)
     if args.command == "drain":
         return drain(args.timeout)

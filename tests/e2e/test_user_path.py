@@ -383,20 +383,22 @@ def test_a_tunable_in_user_config_changes_without_a_restart(head: Head, tmp_path
     assert restored.returncode == 0, restored.stdout + restored.stderr
 
 
-@pytest.mark.xfail(
-    reason="known limit (README, drain; issue 9's note): in the suite the drain sometimes never"
-    " reads as done: every taken request answered, but Serve's status not settled in 30 s (likely"
-    " the autoscaler's upscale, which a full 2-CPU head cannot place)",
-    strict=False,
-)
 def test_drain_refuses_new_requests_and_returns_once_the_taken_ones_are_answered(
     head: Head, tmp_path: Path
 ) -> None:
     good = config_for(head, tmp_path)
-    # One text per model call, so the requests of long texts the clients keep in the replica take
-    # seconds; a budget none of them passes, so what the replica holds is every client's request
-    # (not a 503 storm of clients refused before the drain).
-    slow = classifier_user_config(head, tmp_path, max_batch_size=1, max_queue_s=120)
+
+    def slow_and_eager(app: dict) -> None:
+        # One text per model call, so the requests of long texts the clients keep in the replica
+        # take seconds; a budget none of them passes, so what the replica holds is every client's
+        # request (not a 503 storm of clients refused before the drain). And an autoscaler that
+        # wants a second replica at once, which the full 2-CPU head cannot place: the drain must
+        # not wait for it.
+        (classifier,) = app["deployments"]
+        classifier["user_config"] = {"max_batch_size": 1, "max_queue_s": 120}
+        classifier["autoscaling_config"].update(target_ongoing_requests=1, upscale_delay_s=0)
+
+    slow = config_variant(head, tmp_path, "classifier", slow_and_eager)
     deployed = run([str(BIN / "serve"), "deploy", str(slow), "-a", head.dashboard_url], head.env)
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     health = f"{head.http_url}/healthcheck"
@@ -409,6 +411,14 @@ def test_drain_refuses_new_requests_and_returns_once_the_taken_ones_are_answered
     with SteadyLoad(
         f"{head.http_url}/classify/batch", clients=8, batch=64, words=150, warm=8, polite=True
     ) as load:
+
+        def classifier_replicas() -> int:
+            apps = httpx.get(f"{head.dashboard_url}/api/serve/applications/", timeout=30).json()
+            return apps["applications"]["classifier"]["deployments"]["Classifier"][
+                "target_num_replicas"
+            ]
+
+        wait_for(lambda: classifier_replicas() > 1, 60, "the autoscaler to want a second replica")
         started = time.monotonic()
         drained = run(drain, env, timeout=90)
         returned = time.monotonic()

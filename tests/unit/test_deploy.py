@@ -1,11 +1,17 @@
 """The deploy module's pure parts: the drain's config sent to Serve's REST API, and the status line."""
 
-from sentiment.deploy import MODEL_LOAD_ERROR, drained, draining_config, reason
+from sentiment.deploy import MODEL_LOAD_ERROR, drained, draining_config, pinned_size, reason
 from sentiment.model import ModelLoadError
 
 
-def details(user_config: dict | None, status: str = "RUNNING") -> dict:
-    """Serve's GET /api/serve/applications/ answer for one app deployed from a config file."""
+def details(
+    user_config: dict | None,
+    status: str = "RUNNING",
+    replicas: tuple[str, ...] = ("RUNNING",) * 2,
+    deployment_status: str = "HEALTHY",
+) -> dict:
+    """Serve's GET /api/serve/applications/ answer for one app deployed from a config file, its
+    deployment's replicas in these states."""
     return {
         "proxy_location": "EveryNode",
         "http_options": {"host": "0.0.0.0", "port": 8000, "request_timeout_s": 30},
@@ -23,8 +29,9 @@ def details(user_config: dict | None, status: str = "RUNNING") -> dict:
                 },
                 "deployments": {
                     "Classifier": {
-                        "status": "HEALTHY",
-                        "deployment_config": {"user_config": user_config},
+                        "status": deployment_status,
+                        "deployment_config": {"num_replicas": 2, "user_config": user_config},
+                        "replicas": [{"state": state} for state in replicas],
                     }
                 },
             }
@@ -44,6 +51,47 @@ def test_the_drain_adds_draining_to_the_running_user_config_and_keeps_the_rest()
         }
     ]
     assert config["http_options"]["port"] == 8000 and "target_capacity" not in config
+
+
+def test_a_deployment_waiting_on_replicas_the_cluster_cannot_place_is_pinned_at_those_running() -> (
+    None
+):
+    # Serve's update waits for every replica, so an upscale that cannot be placed (STARTING for
+    # ever) would hold the drain open: the second look pins the size, which stops those.
+    waiting = details({"draining": True}, "DEPLOYING", ("RUNNING", "STARTING"), "UPDATING")
+    (app,) = draining_config(waiting)["applications"]
+    assert app["deployments"][0]["num_replicas"] == 2  # not pinned on the first PUT
+    (app,) = draining_config(waiting, pin=True)["applications"]
+    assert app["deployments"][0] == {
+        "name": "Classifier",
+        "num_replicas": 1,
+        "user_config": {"draining": True},
+    }
+    # Not while a replica is still taking the config (it may be the rollout's first step).
+    taking = details({"draining": True}, "DEPLOYING", ("UPDATING", "STARTING"), "UPDATING")
+    (app,) = draining_config(taking, pin=True)["applications"]
+    assert app["deployments"][0]["num_replicas"] == 2
+
+
+def test_a_pinned_autoscaling_size_keeps_the_configs_own_options() -> None:
+    autoscaled = {
+        "deployment_config": {
+            "autoscaling_config": {"min_replicas": 1, "max_replicas": 8, "policy": {"x": 1}}
+        },
+        "replicas": [{"state": "RUNNING"}, {"state": "UPDATING"}, {"state": "STARTING"}],
+    }
+    written = {"name": "C", "autoscaling_config": {"max_replicas": 8, "upscale_delay_s": 10}}
+    # Over what the config says: Serve's filled-in policy would count as new code (a restart).
+    assert pinned_size(autoscaled, written) == {
+        "autoscaling_config": {
+            "min_replicas": 2,
+            "initial_replicas": 2,
+            "max_replicas": 2,
+            "upscale_delay_s": 10,
+        }
+    }
+    # With none running there is nothing to hold (and Serve needs one replica at least).
+    assert pinned_size({**autoscaled, "replicas": [{"state": "STARTING"}]}, written) == {}
 
 
 def test_drained_waits_for_the_new_user_config_and_the_end_of_the_update() -> None:
