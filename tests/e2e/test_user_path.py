@@ -393,10 +393,12 @@ def test_drain_refuses_new_requests_and_returns_once_the_taken_ones_are_answered
         # take seconds; a budget none of them passes, so what the replica holds is every client's
         # request (not a 503 storm of clients refused before the drain). And an autoscaler that
         # wants a second replica at once, which the full 2-CPU head cannot place: the drain must
-        # not wait for it.
+        # not wait for it. Serve waits graceful_shutdown_timeout_s (20 s by default) before it
+        # stops that replica; 2 s here, to keep the suite short.
         (classifier,) = app["deployments"]
         classifier["user_config"] = {"max_batch_size": 1, "max_queue_s": 120}
         classifier["autoscaling_config"].update(target_ongoing_requests=1, upscale_delay_s=0)
+        classifier["graceful_shutdown_timeout_s"] = 2
 
     slow = config_variant(head, tmp_path, "classifier", slow_and_eager)
     deployed = run([str(BIN / "serve"), "deploy", str(slow), "-a", head.dashboard_url], head.env)
