@@ -218,8 +218,8 @@ def pinned_size(deployment: dict, options: dict) -> dict:
 
 def draining_config(details: dict, pin: bool = False) -> dict:
     """The running config (Serve's REST shape) with `draining: true` in every deployment's
-    user_config, beside what that user_config already holds; with `pin`, each deployment that
-    waits on unplaced replicas held at those it runs."""
+    user_config, beside what that user_config already holds, for all replicas at once; with
+    `pin`, each deployment that waits on unplaced replicas held at those it runs."""
     config = {
         key: details[key]
         for key in ("proxy_location", "http_options", "grpc_options", "target_capacity")
@@ -233,6 +233,9 @@ def draining_config(details: dict, pin: bool = False) -> dict:
             user_config = deployment["deployment_config"].get("user_config") or {}
             options = overrides.setdefault(name, {"name": name})
             options["user_config"] = {**user_config, DRAINING: True}
+            # Every replica at once: Serve rolls a change out to a fifth of them at a time by
+            # default, and a replica waiting its turn keeps taking new requests meanwhile.
+            options["rolling_update_percentage"] = 1.0
             if pin and waits_on_unplaced(deployment):
                 options.update(pinned_size(deployment, options))
         config["applications"].append({**app_config, "deployments": list(overrides.values())})

@@ -48,6 +48,7 @@ def test_the_drain_adds_draining_to_the_running_user_config_and_keeps_the_rest()
             "name": "Classifier",
             "num_replicas": 2,
             "user_config": {"max_batch_size": 8, "draining": True},
+            "rolling_update_percentage": 1.0,  # every replica at once, not a fifth at a time
         }
     ]
     assert config["http_options"]["port"] == 8000 and "target_capacity" not in config
@@ -66,6 +67,7 @@ def test_a_deployment_waiting_on_replicas_the_cluster_cannot_place_is_pinned_at_
         "name": "Classifier",
         "num_replicas": 1,
         "user_config": {"draining": True},
+        "rolling_update_percentage": 1.0,
     }
     # Not while a replica is still taking the config (it may be the rollout's first step).
     taking = details({"draining": True}, "DEPLOYING", ("UPDATING", "STARTING"), "UPDATING")
