@@ -16,11 +16,21 @@ from sentiment.model import SCORE_TOLERANCE
 CLIENTS = 4  # SteadyLoad's client threads
 
 
+# Ports free_port handed out: the kernel may hand a port out again as soon as its probe socket
+# closes, and two of a Ray head's ports drawn one after the other then clash.
+HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """Return a loopback port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """Return a loopback port nobody listens on right now, and not one handed out before."""
+    for _ in range(100):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in HANDED_OUT:
+            HANDED_OUT.add(port)
+            return port
+    raise RuntimeError("no loopback port left that was not handed out before")
 
 
 # Ray's worker processes take ports 10002-19999; the kernel hands out its ephemeral range (32768

@@ -388,20 +388,20 @@ def test_drain_refuses_new_requests_and_returns_once_the_taken_ones_are_answered
 ) -> None:
     good = config_for(head, tmp_path)
 
-    def slow_and_eager(app: dict) -> None:
+    def slow_and_too_big(app: dict) -> None:
         # One text per model call, so the requests of long texts the clients keep in the replica
         # take seconds; a budget none of them passes, so what the replica holds is every client's
-        # request (not a 503 storm of clients refused before the drain). And an autoscaler that
-        # wants all 8 replicas at once: the head (3 CPUs, one replica each) places a second, so
-        # the drain must reach both, and not wait for the 6 it cannot place. Serve waits
-        # graceful_shutdown_timeout_s (20 s by default) before it stops those; 2 s here, to keep
-        # the suite short.
+        # request (not a 503 storm of clients refused before the drain). And more replicas than
+        # the head places (3 CPUs, one replica each: room for 2 Classifiers), as an autoscaler's
+        # upscale on a full cluster makes: the drain must reach both running replicas, and not
+        # wait for the one it cannot place. Serve waits graceful_shutdown_timeout_s (20 s by
+        # default) before it stops that one; 2 s here, to keep the suite short.
         (classifier,) = app["deployments"]
         classifier["user_config"] = {"max_batch_size": 1, "max_queue_s": 120}
-        classifier["autoscaling_config"].update(target_ongoing_requests=1, upscale_delay_s=0)
+        classifier["autoscaling_config"]["min_replicas"] = 3
         classifier["graceful_shutdown_timeout_s"] = 2
 
-    slow = config_variant(head, tmp_path, "classifier", slow_and_eager)
+    slow = config_variant(head, tmp_path, "classifier", slow_and_too_big)
     deployed = run([str(BIN / "serve"), "deploy", str(slow), "-a", head.dashboard_url], head.env)
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     health = f"{head.http_url}/healthcheck"
@@ -424,7 +424,7 @@ def test_drain_refuses_new_requests_and_returns_once_the_taken_ones_are_answered
         wait_for(
             lambda: states().count("RUNNING") == 2 and "STARTING" in states(),
             90,
-            "two Classifier replicas running and more wanted than the head places",
+            "two Classifier replicas running and a third the head cannot place",
         )
         running = {replica["replica_id"] for replica in replicas() if replica["state"] == "RUNNING"}
         started = time.monotonic()
@@ -435,7 +435,7 @@ def test_drain_refuses_new_requests_and_returns_once_the_taken_ones_are_answered
         try:
             while command.poll() is None and time.monotonic() < started + 90:
                 taking_at_once = max(taking_at_once, states().count("UPDATING"))
-                time.sleep(0.05)
+                time.sleep(0.1)
         finally:
             if command.poll() is None:
                 command.kill()
@@ -463,11 +463,19 @@ def test_drain_refuses_new_requests_and_returns_once_the_taken_ones_are_answered
     assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
     assert "shutting down" in refused.json()["detail"]
     assert statuses == {"healthcheck": 503, "router": 503}
-    # `serve deploy` of the config undoes it, on the same replicas.
+    # `serve deploy` of the config undoes it, on the same replicas (once Serve has reached both).
     restored = run([str(BIN / "serve"), "deploy", str(good), "-a", head.dashboard_url], head.env)
     assert restored.returncode == 0, restored.stdout + restored.stderr
-    wait_for(lambda: answers(health), 60, "the apps to take requests again")
-    assert httpx.get(health, timeout=30).json()["replica"] in running
+
+    def undone() -> bool:
+        apps = httpx.get(f"{head.dashboard_url}/api/serve/applications/", timeout=30).json()
+        classifier = apps["applications"]["classifier"]["deployments"]["Classifier"]
+        user_config = classifier["deployment_config"].get("user_config") or {}
+        return "draining" not in user_config and classifier["status"] == "HEALTHY"
+
+    wait_for(undone, 60, "the apps to take requests again")
+    answered_by = {httpx.get(health, timeout=30).json()["replica"] for _ in range(8)}
+    assert answered_by <= running
 
 
 def test_serve_run_of_the_config(head: Head, tmp_path: Path) -> None:
