@@ -200,7 +200,8 @@ SERVING = ("RUNNING", "UPDATING")
 
 def waits_on_unplaced(deployment: dict) -> bool:
     """Say whether Serve's update of a deployment waits only on replicas that never started (an
-    upscale the cluster cannot place, which holds the update open until the autoscaler gives up)."""
+    upscale the cluster cannot place, which holds the update open until the autoscaler scales
+    down again)."""
     states = {replica["state"] for replica in deployment["replicas"]}
     return deployment["status"] == "UPDATING" and "UPDATING" not in states and "STARTING" in states
 
@@ -246,13 +247,17 @@ def draining_config(details: dict, pin: bool = False) -> dict:
     return config
 
 
+def deployment_drained(deployment: dict) -> bool:
+    """Say whether a deployment took `draining` on every replica (each is then idle: its
+    reconfigure returns only then)."""
+    user_config = deployment["deployment_config"].get("user_config") or {}
+    return user_config.get(DRAINING) is True and deployment["status"] != "UPDATING"
+
+
 def drained(app: dict) -> bool:
-    """Say whether every deployment of an app took `draining` (each replica is then idle: its
-    reconfigure returns only then) and the app is done deploying."""
+    """Say whether every deployment of an app took `draining` and the app is done deploying."""
     return app["status"] != "DEPLOYING" and all(
-        (deployment["deployment_config"].get("user_config") or {}).get(DRAINING) is True
-        and deployment["status"] != "UPDATING"
-        for deployment in app["deployments"].values()
+        deployment_drained(deployment) for deployment in app["deployments"].values()
     )
 
 
@@ -292,15 +297,15 @@ def drain(timeout_s: float) -> int:
         if seen_waiting == 2:
             serve_api("PUT", draining_config(details, pin=True))
         time.sleep(0.2)
-    waiting = "; ".join(
+    not_done = "; ".join(
         f"{name}/{deployment_name} {deployment['status']}"
         f" (replicas: {', '.join(replica['state'] for replica in deployment['replicas'])})"
         f"{': ' + deployment['message'] if deployment['message'] else ''}"
         for name, app in apps.items()
         for deployment_name, deployment in app["deployments"].items()
-        if not drained({**app, "deployments": {deployment_name: deployment}})
+        if not deployment_drained(deployment)
     )
-    print(f"error: the apps did not drain within {timeout_s:g} s: {waiting}", file=sys.stderr)
+    print(f"error: the apps did not drain within {timeout_s:g} s: {not_done}", file=sys.stderr)
     return 1
 
 
