@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 FIGURES: Counter[str] = Counter()
 PROFILE = settings(
-    max_examples=80,
+    max_examples=60,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -1,4 +1,4 @@
-"""Soak: both apps at 32 clients for SOAK_S seconds (20 in `make test`; the closing run uses
+"""Soak: both apps at 32 clients for SOAK_S seconds (15 in `make test`; the closing run uses
 SOAK_S=600 pytest -m soak): no error, no replica replaced, bounded memory growth and p99 drift."""
 
 import asyncio
@@ -12,7 +12,7 @@ import pytest
 from bench.precision import percentile
 from tests.integration.deployments import replica_process, replicas
 
-SOAK_S = float(os.environ.get("SOAK_S", "20"))
+SOAK_S = float(os.environ.get("SOAK_S", "15"))
 CLIENTS = 32
 WARM_S = 10  # excluded from the figures: first calls, allocator growth to its working size
 MB = 1024 * 1024
