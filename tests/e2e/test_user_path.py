@@ -411,9 +411,12 @@ def test_drain_refuses_new_requests_and_returns_once_the_taken_ones_are_answered
     env = {**head.env, "RAY_DASHBOARD_ADDRESS": head.dashboard_url}
     drain = [sys.executable, "-m", "sentiment.deploy", "drain"]
 
-    def replicas() -> list[dict]:
+    def classifier() -> dict:
         apps = httpx.get(f"{head.dashboard_url}/api/serve/applications/", timeout=30).json()
-        return apps["applications"]["classifier"]["deployments"]["Classifier"]["replicas"]
+        return apps["applications"]["classifier"]["deployments"]["Classifier"]
+
+    def replicas() -> list[dict]:
+        return classifier()["replicas"]
 
     def states() -> list[str]:
         return [replica["state"] for replica in replicas()]
@@ -468,10 +471,9 @@ def test_drain_refuses_new_requests_and_returns_once_the_taken_ones_are_answered
     assert restored.returncode == 0, restored.stdout + restored.stderr
 
     def undone() -> bool:
-        apps = httpx.get(f"{head.dashboard_url}/api/serve/applications/", timeout=30).json()
-        classifier = apps["applications"]["classifier"]["deployments"]["Classifier"]
-        user_config = classifier["deployment_config"].get("user_config") or {}
-        return "draining" not in user_config and classifier["status"] == "HEALTHY"
+        details = classifier()
+        user_config = details["deployment_config"].get("user_config") or {}
+        return "draining" not in user_config and details["status"] == "HEALTHY"
 
     wait_for(undone, 60, "the apps to take requests again")
     answered_by = {httpx.get(health, timeout=30).json()["replica"] for _ in range(8)}
