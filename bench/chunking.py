@@ -85,29 +85,35 @@ def lanes(
     sizes: list[int],
     counts: list[int],
     rng: random.Random,
-) -> int:
+) -> None:
     """Time predict_batch on random batches, each split across `count` calls side by side on a
     share of the cores (a call alone on all of them for 1), as the batcher's lanes run them."""
-    cores = model.num_threads
     for size in sizes:
         rates = []
         for count in counts:
-            share = max(1, cores // count)
-            # Each lane's thread sets its own thread count as it starts.
-            with ThreadPoolExecutor(
-                count, initializer=model.use_threads, initargs=(share,)
-            ) as pool:
-                list(pool.map(model.predict_batch, [texts[:8]] * count))  # warm up
-                batches = [rng.sample(texts, size) for _ in range(max(2, TEXTS_PER_SIZE // size))]
-                start = time.perf_counter()
-                for batch in batches:
-                    list(pool.map(model.predict_batch, [batch[n::count] for n in range(count)]))
-                rates.append(
-                    f"{count} x {share} threads {size * len(batches) / (time.perf_counter() - start):6.1f}"
-                )
+            share = max(1, model.num_threads // count)
+            rates.append(
+                f"{count} x {share} threads {random_batches(model, texts, size, count, rng):6.1f}"
+            )
         print(f"calls of {size:3d} texts: " + ", ".join(rates))
     p50 = statistics.median(latencies(model, texts[:200], seconds=0))
     print(f"one text at a time, all cores: p50 {p50:.1f} ms")
+
+
+def random_batches(
+    model: SentimentBertModel, texts: list[str], size: int, lanes: int, rng: random.Random
+) -> float:
+    """Sentences/s on fresh random batches of `size` texts, each split over `lanes` calls side by
+    side on a share of the cores (one call on all of them for 1), as a replica's batcher runs them."""
+    share = max(1, model.num_threads // lanes)
+    # Each lane's thread sets its own thread count as it starts.
+    with ThreadPoolExecutor(lanes, initializer=model.use_threads, initargs=(share,)) as pool:
+        list(pool.map(model.predict_batch, [texts[:8]] * lanes))  # warm up
+        batches = [rng.sample(texts, size) for _ in range(max(2, TEXTS_PER_SIZE // size))]
+        start = time.perf_counter()
+        for batch in batches:
+            list(pool.map(model.predict_batch, [batch[n::lanes] for n in range(lanes)]))
+        return size * len(batches) / (time.perf_counter() - start)
 
 
 def compiled(model: SentimentBertModel, texts: list[str], counts: list[int]) -> None:

@@ -49,6 +49,10 @@ def test_benchmark_runs_end_to_end(tiny_model_dir: Path, tmp_path: Path) -> None
         assert (target, 1) in targets
     assert all(run["errors"] == 0 and run["tps"] > 0 for run in results["runs"]), results["runs"]
     assert results["in_process"]["limit_sentences_per_s"] > 0
+    # The model's own rate on what a replica holds: random batches of 32 and of its largest call.
+    assert set(results["in_process"]["replica_ceilings"]) == {"32", "256"}
+    assert all(rate > 0 for rate in results["in_process"]["replica_ceilings"].values())
+    assert "the model alone on random batches of 32 in fp32" in results["targets"][0]
     assert {"fp32", "int8"} <= {f["precision"] for f in results["in_process"]["precisions"]}
     assert results["replica_memory_mb"] and all(results["replica_memory_mb"].values())
     assert (tmp_path / "results.png").stat().st_size > 10_000
