@@ -348,7 +348,7 @@ def targets_met(limit: dict, runs: list[Run], levels: list[int]) -> list[str]:
             ratio = run.tps / limit["limit_sentences_per_s"]
             ok = ratio >= goal and run.errors == 0
             # What the model itself does on the batches this cell hands a replica.
-            size = BATCH_TEXTS if target != "POST /classify/batch" else max(ceilings)
+            size = BATCH_TEXTS if target != "POST /classify/batch" else max(ceilings, default=0)
             ceiling = ceilings.get(size, 0) / limit["limit_sentences_per_s"]
             lines.append(
                 f"{'met ' if ok else 'MISS'} {target} at c{top}: {ratio:.2f}x the in-process limit"
