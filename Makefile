@@ -76,7 +76,7 @@ full-model: install  ## save an untrained full-size DistilBERT to models/full (b
 clean:  ## remove the venv and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
 
-bench: install  ## the load benchmark (full-size stand-in model, ~10 min): bench/results/
+bench: install  ## the load benchmark (full-size stand-in model, ~12 min): bench/results/
 	$(BIN)/python -m bench
 
 bench-precision: install  ## every precision in-process: speed, latency, agreement with fp32 (MODEL=DIR)
