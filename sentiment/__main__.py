@@ -5,7 +5,6 @@ import json
 import sys
 
 from sentiment.inputs import ClientError, check_text
-from sentiment.model import SentimentBertModel
 from sentiment.settings import Settings, StartupError
 
 
@@ -22,13 +21,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
+        texts = (
+            []
+            if args.check
+            else args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+        )
+        # The same rule as the HTTP apps: an empty text is refused, not classified.
+        texts = [check_text(text, f"text {n}", settings) for n, text in enumerate(texts, 1)]
+        # Only now the model stack (torch and transformers: seconds to import), so that a bad
+        # setting or text is said at once.
+        from sentiment.model import SentimentBertModel
+
         if args.check:
             SentimentBertModel.check_available(settings.model, settings.model_revision)
             print(f"model {settings.model} is available")
             return 0
-        texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
-        # The same rule as the HTTP apps: an empty text is refused, not classified.
-        texts = [check_text(text, f"text {n}", settings) for n, text in enumerate(texts, 1)]
         model = SentimentBertModel.from_settings(settings)
     except StartupError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -169,6 +169,18 @@ def test_the_cli_needs_no_web_stack_and_no_ray() -> None:
     assert done.stdout.strip() == "[]"
 
 
+def test_a_bad_setting_or_text_is_said_before_the_model_stack_loads(tiny_model_dir: Path) -> None:
+    # torch and transformers take seconds to import; a mistake should not wait for them.
+    script = (
+        "import sys; from sentiment.__main__ import main; code = main(sys.argv[1:]);"
+        " print(code, sorted({'torch', 'transformers'} & set(sys.modules)))"
+    )
+    bad_setting = run("-c", script, "--check", env={"SENTIMENT_MAX_BATCH_SIZE": "0"})
+    empty_text = run("-c", script, "fine", " ", env={"SENTIMENT_MODEL": str(tiny_model_dir)})
+    for done in (bad_setting, empty_text):
+        assert done.stdout.strip() == "2 []", done.stderr
+
+
 def test_the_ops_commands_load_no_model_stack() -> None:
     # `make down` and the container's drain and stop on `docker stop` run these: torch costs ~3 s.
     script = (
