@@ -21,13 +21,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
-        texts = (
-            []
-            if args.check
-            else args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
-        )
-        # The same rule as the HTTP apps: an empty text is refused, not classified.
-        texts = [check_text(text, f"text {n}", settings) for n, text in enumerate(texts, 1)]
+        texts: list[str] = []
+        if not args.check:
+            given = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+            # The same rule as the HTTP apps: an empty text is refused, not classified.
+            texts = [check_text(text, f"text {n}", settings) for n, text in enumerate(given, 1)]
         # Only now the model stack (torch and transformers: seconds to import), so that a bad
         # setting or text is said at once.
         from sentiment.model import SentimentBertModel
