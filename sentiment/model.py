@@ -15,6 +15,7 @@ from huggingface_hub import try_to_load_from_cache
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
+from sentiment import packing
 from sentiment.settings import DEFAULT_MODEL, DEFAULT_MODEL_ID, Settings, StartupError
 
 # Most texts per forward pass inside predict_batch; a caller's batch is split into chunks.
@@ -34,6 +35,10 @@ NATIVE_BF16_FLAGS = {"amx_bf16", "avx512_bf16", "bf16"}
 # Chunking by length (see SentimentBertModel._chunks): both measured best on review-like text.
 MAX_PADDING = 0.2
 MIN_CHUNK = 4
+# Most tokens one packed (padding-free) forward pass holds: past a few hundred tokens a bigger pass
+# gains nothing, and a much bigger one falls out of the CPU's caches (`python -m bench.chunking
+# --budgets` compares).
+TOKEN_BUDGET = 1024
 # A forward pass pads its rows to a multiple of this many tokens. The CPU's matrix kernels are
 # built per shape; at exact widths a server's batches keep meeting new shapes (rows x width, in
 # the thousands) and pay for building them. `python -m bench.chunking --pads 1,8,16,32` compares.
@@ -185,6 +190,7 @@ class SentimentBertModel:
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         precision: str = "fp32",
         model_id: str = DEFAULT_MODEL_ID,
+        padding_free: bool = True,
     ) -> None:
         self.id = model_id  # what callers name it (a server's model id); answers carry it
         # Ray sets OMP_NUM_THREADS=1 in replicas; say the thread count out loud instead.
@@ -216,6 +222,9 @@ class SentimentBertModel:
         except Exception as error:  # from_pretrained raises many kinds; all mean "not here".
             raise load_failure(model, error) from error
         self.model.to(self.device).eval()
+        # Padding-free calls where this family's forward is known (sentiment/packing.py).
+        self.padding_free = padding_free and packing.prepare(self.model)
+        self.token_budget = TOKEN_BUDGET  # bench.chunking varies it
         if self.precision == "int8":
             # Linear layers hold almost all of DistilBERT's compute; int8 weights, fp32 activations.
             self.model = torch.ao.quantization.quantize_dynamic(
@@ -248,13 +257,15 @@ class SentimentBertModel:
             num_threads=settings.num_threads,
             precision=settings.precision,
             model_id=model_id,
+            padding_free=settings.padding_free,
         )
 
     def describe(self) -> str:
-        """Say in one line what runs: model, precision and why, device, threads."""
+        """Say in one line what runs: model, precision and why, calls, device, threads."""
+        calls = "padding-free" if self.padding_free else "padded, length-grouped"
         return (
             f"model {self.name}: precision {self.precision} ({self.precision_reason}),"
-            f" device {self.device}, {self.num_threads} threads"
+            f" {calls} calls, device {self.device}, {self.num_threads} threads"
         )
 
     @staticmethod
@@ -374,7 +385,27 @@ class SentimentBertModel:
         return [], []
 
     def _chunks(self, ids: list[list[int]]) -> list[list[int]]:
-        """Group text indices, shortest first, into chunks that waste little compute on padding.
+        """Group row indices into forward passes: by token budget when padding-free, else by length."""
+        if self.padding_free:
+            return self._packs(ids)
+        return self._length_groups(ids)
+
+    def _packs(self, ids: list[list[int]]) -> list[list[int]]:
+        """Cut rows, in order, into packs of at most token_budget tokens and chunk_size rows (a
+        longer row alone)."""
+        packs: list[list[int]] = []
+        pack: list[int] = []
+        tokens = 0
+        for i, row in enumerate(ids):
+            if pack and (tokens + len(row) > self.token_budget or len(pack) >= self.chunk_size):
+                packs.append(pack)
+                pack, tokens = [], 0
+            pack.append(i)
+            tokens += len(row)
+        return [*packs, pack] if pack else packs
+
+    def _length_groups(self, ids: list[list[int]]) -> list[list[int]]:
+        """Group row indices, shortest first, into chunks that waste little compute on padding.
 
         A batch pads every text to its longest, so one chunk of mixed lengths costs about twice
         what length-sorted chunks cost (measured on review-like text). A chunk closes when it is
@@ -399,11 +430,17 @@ class SentimentBertModel:
         return [*chunks, chunk] if chunk else chunks
 
     def _forward(self, rows: list[list[int]]) -> torch.Tensor:
-        """Run one padded batch of token ids and return class probabilities."""
+        """Run one forward pass over token rows (padding-free or padded) and return their logits."""
+        pad_id = self.tokenizer.pad_token_id or 0
+        if self.padding_free:
+            # Exact lengths: padding a packed row to a multiple measured slower at one text.
+            with torch.inference_mode():
+                logits = packing.packed_logits(self.model, rows)
+            return logits.float().cpu()
         longest = max(len(row) for row in rows)
         pad = self.pad_multiple
         width = min(-(-longest // pad) * pad, self.max_length)
-        input_ids = torch.full((len(rows), width), self.tokenizer.pad_token_id or 0)
+        input_ids = torch.full((len(rows), width), pad_id)
         attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
         for n, row in enumerate(rows):
             input_ids[n, : len(row)] = torch.tensor(row)

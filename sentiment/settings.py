@@ -63,6 +63,12 @@ class Settings(BaseModel):
         description="Weights and math: auto (bf16 on hardware with native bf16, else fp32), fp32,"
         " bf16, fp16, or int8 (dynamic int8 linear layers, CPU only).",
     )
+    padding_free: bool = Field(
+        default_factory=_env("PADDING_FREE", True),
+        description="Run DistilBERT, BERT and RoBERTa models without padding (every text's tokens"
+        " in one row, attention per text); false, or any other architecture: padded calls of"
+        " texts grouped by length.",
+    )
     num_threads: int = Field(
         default_factory=_env("NUM_THREADS", 0),
         ge=0,

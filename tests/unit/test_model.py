@@ -24,6 +24,12 @@ def model(tiny_model_dir: Path) -> SentimentBertModel:
     return SentimentBertModel(str(tiny_model_dir), num_threads=1)
 
 
+@pytest.fixture(scope="module")
+def padded(tiny_model_dir: Path) -> SentimentBertModel:
+    """The tiny model with padded, length-grouped calls (any architecture packing does not know)."""
+    return SentimentBertModel(str(tiny_model_dir), num_threads=1, padding_free=False)
+
+
 def sentences(count: int, seed: int = 0, longest: int = 40) -> list[str]:
     """Make `count` distinct texts of varied length from the test vocabulary."""
     rng = random.Random(seed)
@@ -131,7 +137,8 @@ def test_saved_models_are_readable_by_every_user(tiny_model_dir: Path) -> None:
         assert path.stat().st_mode & 0o444 == 0o444, path
 
 
-def test_chunks_group_similar_lengths_and_cover_every_text(model: SentimentBertModel) -> None:
+def test_chunks_group_similar_lengths_and_cover_every_text(padded: SentimentBertModel) -> None:
+    model = padded
     rng = random.Random(5)
     ids = [[0] * rng.randint(3, 120) for _ in range(200)]
     chunks = model._chunks(ids)
@@ -151,7 +158,8 @@ def test_chunks_group_similar_lengths_and_cover_every_text(model: SentimentBertM
     assert chunked_waste < 0.7 * one_chunk_waste
 
 
-def test_forward_passes_pad_to_a_few_widths_only(model: SentimentBertModel) -> None:
+def test_forward_passes_pad_to_a_few_widths_only(padded: SentimentBertModel) -> None:
+    model = padded
     widths: list[int] = []
     hook = model.model.register_forward_pre_hook(
         lambda _, args, kwargs: widths.append(kwargs["input_ids"].shape[1]), with_kwargs=True
