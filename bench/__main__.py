@@ -33,9 +33,9 @@ from pathlib import Path
 import aiohttp
 
 from bench.chunking import random_batches
-from bench.corpus import corpus
 from bench.precision import IDLE_S, Figures, cpu_line, fastest_safe, percentile
 from bench.precision import measure as measure_precisions
+from sentiment.corpus import corpus
 from sentiment.deploy import processes
 from sentiment.model import (
     NATIVE_BF16_FLAGS,

@@ -24,7 +24,7 @@ from collections import Counter
 from pathlib import Path
 
 from bench.__main__ import ROOT, bench_env, measure, served
-from bench.corpus import corpus
+from sentiment.corpus import corpus
 from sentiment.deploy import processes
 from sentiment.testing import ensure_model
 

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import torch
 
-from bench.corpus import corpus
 from bench.precision import latencies
 from sentiment import model as model_module
+from sentiment.corpus import corpus
 from sentiment.model import SentimentBertModel, available_cores
 from sentiment.testing import ensure_model
 

@@ -14,8 +14,8 @@ import time
 import httpx
 
 from bench.__main__ import ROOT, bench_env, served
-from bench.corpus import corpus
 from bench.precision import percentile
+from sentiment.corpus import corpus
 from sentiment.testing import ensure_model
 
 

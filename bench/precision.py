@@ -15,9 +15,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench.corpus import corpus
-from sentiment.model import PRECISIONS, Prediction, SentimentBertModel, available_cores, cpu_flags
+from sentiment.corpus import corpus
+from sentiment.model import PRECISIONS, SentimentBertModel, available_cores, cpu_flags
 from sentiment.testing import ensure_model
+from sentiment.tune import agreement
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = 32  # texts per forward pass for the throughput figure, as the server's chunks
@@ -81,17 +82,6 @@ def latencies(
         model.predict(text)
         found.append((time.perf_counter() - begin) * 1000)
     return found
-
-
-def agreement(ours: list[Prediction], reference: list[Prediction]) -> tuple[float, float]:
-    """Share of equal labels, and the largest score difference, against the reference answers."""
-    same = sum(a["label"] == b["label"] for a, b in zip(ours, reference, strict=True))
-    diff = max(
-        abs(a["scores"][label] - b["scores"][label])
-        for a, b in zip(ours, reference, strict=True)
-        for label in a["scores"]
-    )
-    return same / len(reference), diff
 
 
 def measure(

@@ -588,6 +588,8 @@ class Classifier(BatchedModel):
             status="ok",
             model=self.settings.model,
             precision=self.model.precision,
+            precision_reason=self.model.precision_reason,
+            runtime=self.model.runtime,
             replica=serve.get_replica_context().replica_id.unique_id,
             node=ray.get_runtime_context().get_node_id(),
         )
@@ -659,6 +661,10 @@ class Classifier(BatchedModel):
                     loaded=model_id in held,
                     labels=held[model_id].labels if model_id in held else None,
                     precision=held[model_id].precision if model_id in held else None,
+                    precision_reason=(
+                        held[model_id].precision_reason if model_id in held else None
+                    ),
+                    runtime=held[model_id].runtime if model_id in held else None,
                 )
                 for model_id, source in sources.items()
             ],

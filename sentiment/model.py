@@ -2,6 +2,7 @@
 
 import math
 import os
+import platform
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from huggingface_hub import try_to_load_from_cache
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
-from sentiment import packing
+from sentiment import packing, tuning
 from sentiment.settings import DEFAULT_MODEL, DEFAULT_MODEL_ID, Settings, StartupError
 
 # Most texts per forward pass inside predict_batch; a caller's batch is split into chunks.
@@ -146,30 +147,45 @@ def check_hub(model: str, revision: str | None = None) -> None:
         ) from error
 
 
-def cpu_flags() -> set[str]:
-    """Read this CPU's feature flags (Linux /proc/cpuinfo; empty where there is none)."""
+def _cpuinfo(*keys: str) -> str:
+    """The first /proc/cpuinfo value under one of `keys` (Linux; empty where there is none)."""
     try:
         with open("/proc/cpuinfo") as cpuinfo:
             for line in cpuinfo:
-                if line.startswith(("flags", "Features")):
-                    return set(line.split(":", 1)[1].split())
+                if line.startswith(keys):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return set()
+    return ""
 
 
-def resolve_precision(precision: str, device: str = "cpu") -> tuple[str, str]:
-    """Turn a precision setting into the one that runs, and say why (for the start-up line)."""
+def cpu_flags() -> set[str]:
+    """Read this CPU's feature flags."""
+    return set(_cpuinfo("flags", "Features").split())
+
+
+def cpu_name() -> str:
+    """Name this CPU (its model name, else its architecture)."""
+    return _cpuinfo("model name") or platform.machine() or "unknown CPU"
+
+
+def resolve_precision(
+    precision: str, device: str = "cpu", tuned: tuning.Record | None = None
+) -> tuple[str, str]:
+    """Turn a precision setting into the one that runs, and say why (for the start-up line):
+    `auto` takes what `python -m sentiment.tune` measured fastest on this machine, if it did."""
     if precision != "auto":
         return precision, "asked for"
+    if tuned is not None:
+        return tuned.precision, f"auto: {tuned.why()}"
     if torch.device(device).type == "cuda":
         if torch.cuda.is_bf16_supported():
             return "bf16", "auto: this GPU supports bf16"
         return "fp32", "auto: this GPU has no bf16"
     native = sorted(cpu_flags() & NATIVE_BF16_FLAGS)
     if torch.device(device).type == "cpu" and native:
-        return "bf16", f"auto: this CPU has {'+'.join(native)}"
-    return "fp32", "auto: no native bf16 on this device"
+        return "bf16", f"auto: this CPU has {'+'.join(native)} (no sentiment.tune record)"
+    return "fp32", "auto: no native bf16 on this device (no sentiment.tune record)"
 
 
 def available_cores() -> int:
@@ -191,6 +207,7 @@ class SentimentBertModel:
         precision: str = "fp32",
         model_id: str = DEFAULT_MODEL_ID,
         padding_free: bool = True,
+        tune_file: Path | None = None,
     ) -> None:
         self.id = model_id  # what callers name it (a server's model id); answers carry it
         # Ray sets OMP_NUM_THREADS=1 in replicas; say the thread count out loud instead.
@@ -204,7 +221,11 @@ class SentimentBertModel:
         self.device = torch.device(device)
         self.chunk_size = chunk_size
         self.pad_multiple = PAD_MULTIPLE  # bench.chunking varies it
-        self.precision, self.precision_reason = resolve_precision(precision, device)
+        tuned = None
+        if precision == "auto":
+            machine = tuning.key(model, revision, device, cpu_name(), self.num_threads)
+            tuned = tuning.lookup(tune_file, machine)
+        self.precision, self.precision_reason = resolve_precision(precision, device, tuned)
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be auto or one of {PRECISIONS}, not {precision!r}")
         if self.precision == "int8" and self.device.type != "cpu":
@@ -258,14 +279,20 @@ class SentimentBertModel:
             precision=settings.precision,
             model_id=model_id,
             padding_free=settings.padding_free,
+            tune_file=settings.tune_file,
         )
 
-    def describe(self) -> str:
-        """Say in one line what runs: model, precision and why, calls, device, threads."""
+    @property
+    def runtime(self) -> str:
+        """What runs the model, and how its calls hold their texts."""
         calls = "padding-free" if self.padding_free else "padded, length-grouped"
+        return f"torch {torch.__version__}, {calls} calls"
+
+    def describe(self) -> str:
+        """Say in one line what runs: model, precision and why, runtime, device, threads."""
         return (
             f"model {self.name}: precision {self.precision} ({self.precision_reason}),"
-            f" {calls} calls, device {self.device}, {self.num_threads} threads"
+            f" {self.runtime}, device {self.device}, {self.num_threads} threads"
         )
 
     @staticmethod

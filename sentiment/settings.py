@@ -63,6 +63,11 @@ class Settings(BaseModel):
         description="Weights and math: auto (bf16 on hardware with native bf16, else fp32), fp32,"
         " bf16, fp16, or int8 (dynamic int8 linear layers, CPU only).",
     )
+    tune_file: Path = Field(
+        default_factory=_env("TUNE_FILE", Path.home() / ".cache" / "sentiment-serve" / "tune.json"),
+        description="Where `python -m sentiment.tune` records the fastest precision per model and"
+        " CPU, and where precision auto reads it.",
+    )
     padding_free: bool = Field(
         default_factory=_env("PADDING_FREE", True),
         description="Run DistilBERT, BERT and RoBERTa models without padding (every text's tokens"

@@ -182,6 +182,10 @@ class Health(BaseModel):
     status: str
     model: str
     precision: str = Field(description="What the model runs in: fp32, bf16, fp16 or int8.")
+    precision_reason: str = Field(
+        description="Why: asked for, measured by sentiment.tune, or auto's rule."
+    )
+    runtime: str = Field(description="What runs the model, and whether its calls are padding-free.")
     replica: str = Field(description="The Serve replica that answered.")
     node: str = Field(description="The Ray node that replica runs on.")
 
@@ -237,6 +241,8 @@ class ModelOut(BaseModel):
     loaded: bool = Field(description="Whether the replica that answered holds it now.")
     labels: list[str] | None = Field(None, description="Its labels, when loaded.")
     precision: str | None = Field(None, description="What it runs in, when loaded.")
+    precision_reason: str | None = Field(None, description="Why that precision, when loaded.")
+    runtime: str | None = Field(None, description="What runs it, when loaded.")
 
 
 class ModelsOut(BaseModel):

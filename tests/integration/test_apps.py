@@ -41,6 +41,8 @@ def test_healthcheck_runs_the_model(
     assert (health["status"], health["model"]) == ("ok", settings.model)
     # The default, auto, resolves on the replica as it does here (bf16 on a CPU with AMX).
     assert health["precision"] == in_process.precision
+    assert health["precision_reason"] == in_process.precision_reason
+    assert health["runtime"] == in_process.runtime and "padding-free" in health["runtime"]
     assert health["replica"] and health["node"]
 
 

@@ -175,6 +175,9 @@ def test_the_least_recently_used_model_is_unloaded(url: str) -> None:
     assert loaded == {"default": True, "three": False, "other": True, "third": True, "gone": False}
     labels = {model["id"]: model["labels"] for model in listing["models"]}
     assert labels["other"] == ["SAD", "HAPPY"] and labels["three"] is None
+    other = next(model for model in listing["models"] if model["id"] == "other")
+    assert (other["precision"], other["precision_reason"]) == ("fp32", "asked for")
+    assert "padding-free" in other["runtime"]
     # Named again, the unloaded one comes back, in place of the least recently used.
     assert post(url, "/classify", {"input_text": "hi", "model": "three"}).status_code == 200
     listing = httpx.get(f"{url}/models", headers=AUTH, timeout=30).json()

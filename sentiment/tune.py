@@ -1,0 +1,129 @@
+"""Time every precision this machine offers for a model, check each against fp32, and record the
+fastest that passes, where replicas with SENTIMENT_PRECISION=auto read it.
+
+    python -m sentiment.tune                      # SENTIMENT_MODEL, on the bundled review-like texts
+    python -m sentiment.tune --texts FILE         # your own texts, one per line
+
+A precision passes when its labels equal fp32's on at least 99.9% of the texts. The record is keyed
+by the model, the device, the CPU and its cores, and torch's version: another machine, or a model
+saved again, is measured again. Without a record, auto keeps its rule (bf16 where the CPU or GPU
+does bf16 natively, else fp32).
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from sentiment.corpus import corpus
+from sentiment.model import Prediction, SentimentBertModel, available_cores, cpu_name
+from sentiment.settings import Settings, StartupError
+from sentiment.tuning import Record, key, write
+
+MIN_AGREEMENT = 0.999
+CALL = 32  # texts per model call, in the order given, as a busy replica's calls hold them
+CANDIDATES = {"cpu": ("fp32", "bf16", "int8"), "cuda": ("fp32", "bf16", "fp16")}
+
+
+def agreement(ours: list[Prediction], reference: list[Prediction]) -> tuple[float, float]:
+    """Share of equal labels, and the largest score difference, against the reference answers."""
+    same = sum(a["label"] == b["label"] for a, b in zip(ours, reference, strict=True))
+    diff = max(
+        abs(a["scores"][label] - b["scores"][label])
+        for a, b in zip(ours, reference, strict=True)
+        for label in a["scores"]
+    )
+    return same / len(reference), diff
+
+
+def timed(model: SentimentBertModel, texts: list[str]) -> tuple[list[Prediction], float]:
+    """Answer the texts in calls of CALL, in order; return the answers and sentences/s."""
+    model.predict_batch(texts[:CALL])  # warm up
+    answers: list[Prediction] = []
+    start = time.perf_counter()
+    for n in range(0, len(texts), CALL):
+        answers += model.predict_batch(texts[n : n + CALL])
+    return answers, len(texts) / (time.perf_counter() - start)
+
+
+def measure(
+    settings: Settings, texts: list[str], log=print
+) -> list[tuple[str, float, float, float]]:
+    """(precision, sentences/s, agreement, largest score difference) for each candidate, fp32
+    first: it is the reference."""
+    rows, reference = [], None
+    device = "cuda" if settings.device.startswith("cuda") else "cpu"
+    for precision in CANDIDATES[device]:
+        try:
+            model = SentimentBertModel(
+                settings.model,
+                revision=settings.model_revision,
+                device=settings.device,
+                num_threads=settings.num_threads,
+                precision=precision,
+                padding_free=settings.padding_free,
+            )
+        except (ValueError, RuntimeError) as error:  # a precision this device cannot run
+            log(f"{precision}: cannot run here ({error})")
+            continue
+        answers, rate = timed(model, texts)
+        reference = reference or answers
+        agree, diff = agreement(answers, reference)
+        log(
+            f"{precision}: {rate:7.1f} texts/s, labels {100 * agree:5.1f}% as fp32's, largest score difference {diff:.4f}"
+        )
+        rows.append((precision, rate, agree, diff))
+        del model
+    return rows
+
+
+def choose(rows: list[tuple[str, float, float, float]], texts: int) -> Record:
+    """The fastest row that passes, with its lead over the next that passes."""
+    passing = sorted((r for r in rows if r[2] >= MIN_AGREEMENT), key=lambda r: r[1], reverse=True)
+    best = passing[0]  # fp32 always passes: it is the reference
+    runner_up = passing[1][1] if len(passing) > 1 else best[1]
+    return Record(
+        best[0], round(best[1], 1), round(best[1] / runner_up, 2), best[2], round(best[3], 4), texts
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure, print, record; exit 2 with one line on a bad setting or file."""
+    parser = argparse.ArgumentParser(
+        prog="python -m sentiment.tune",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--model", help="folder or hub id (default: SENTIMENT_MODEL)")
+    parser.add_argument("--texts", type=Path, help="calibration texts, one per line")
+    parser.add_argument("--count", type=int, default=1024, help="bundled texts to use")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        if args.model:
+            settings = settings.model_copy(update={"model": args.model, "model_revision": None})
+        texts = corpus(args.count)
+        if args.texts:
+            texts = [line for line in args.texts.read_text().splitlines() if line.strip()]
+        if not texts:
+            raise StartupError(f"{args.texts} holds no texts; give one text per line")
+        SentimentBertModel.check_available(settings.model, settings.model_revision)
+    except OSError as error:
+        print(f"cannot read {args.texts}: {error.strerror}", file=sys.stderr)
+        return 2
+    except StartupError as error:
+        print(error, file=sys.stderr)
+        return 2
+    print(f"{settings.model} on {cpu_name()}, {len(texts)} texts in calls of {CALL}:")
+    rows = measure(settings, texts)
+    record = choose(rows, len(texts))
+    cores = settings.num_threads or available_cores()
+    record_key = key(settings.model, settings.model_revision, settings.device, cpu_name(), cores)
+    write(settings.tune_file, record_key, record)
+    print(f"recorded in {settings.tune_file}: {record.precision} ({record.why()})")
+    print("replicas with SENTIMENT_PRECISION=auto (the default) now run it on this machine")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
