@@ -39,8 +39,18 @@ RUN if [ -n "$BAKE_MODEL" ]; then python -m sentiment.download /models/baked --m
         && chown -R app /models/baked; fi
 
 USER app
-# Hub downloads land here: mount a volume on /cache to keep them across containers.
+# ray.env (Serve's fast path, HAProxy ingress) in the image's environment, not only the
+# entrypoint's: the tutorial's own steps in a shell here (`ray start --head`, a script,
+# test_local_http_endpoint.py) get it too. A unit test keeps these lines equal to ray.env.
+ENV RAY_SERVE_ENABLE_HA_PROXY=1 \
+    RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD=0 \
+    RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S=2 \
+    RAY_SERVE_HAPROXY_TUNE_BUFSIZE=65536 \
+    RAY_SERVE_LOG_TO_STDERR=0
+# Hub downloads land here: mount a volume on /cache to keep them across containers; so does
+# the record of `python -m sentiment.tune` (run it in the container: docs, Docker).
 ENV HF_HOME=/cache/huggingface \
+    SENTIMENT_TUNE_FILE=/cache/sentiment-serve/tune.json \
     RAY_AUTH_MODE=disabled \
     RAY_USAGE_STATS_ENABLED=0 \
     SENTIMENT_HTTP_HOST=0.0.0.0 \

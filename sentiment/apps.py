@@ -86,6 +86,8 @@ EXAMPLES = {
 # The header Serve routes by, to a replica that holds the model it names (model multiplexing).
 SERVE_MODEL_HEADER = "serve_multiplexed_model_id"
 
+# The route whose requests carry several texts (RefuseEarly counts them as a batch).
+BATCH_PATH = "/classify/batch"
 # The tutorial's /test sentence.
 TEST_TEXT = "Ray Serve makes serving models easy, and I love it"
 HEALTH_TEXT = "health check"
@@ -246,6 +248,12 @@ class ServedModel:
         """Seconds of work this model holds: texts queued and running, at its measured rate."""
         return (self.batcher.queued + self.batcher.running) * self.text_seconds
 
+    @property
+    def lone_backlog_s(self) -> float:
+        """Seconds of this model's queued work a lone text would wait for: the lone texts queued
+        (the batcher cuts them first; a running call ends, and holds at most max_batch_size)."""
+        return self.batcher.queued_lone * self.text_seconds
+
     def tune(self, settings: Settings) -> None:
         """Apply the batching tunables."""
         self.batcher.max_batch_size = settings.max_batch_size
@@ -338,13 +346,17 @@ class BatchedModel:
             )
         return await self._named_model(model_id)
 
-    def admit(self, served: ServedModel | None = None, count: int = 0) -> None:
-        """Refuse `count` more texts while draining, or when the work ahead of them, on every
-        model of this replica (they share its cores), is past the budget (503 and Retry-After).
-        With no texts: refuse what would be refused whatever it holds (see RefuseEarly)."""
+    def admit(self, served: ServedModel | None = None, count: int = 0, batch: bool = False) -> None:
+        """Refuse `count` more texts while draining, or when the work that would run before them,
+        on every model of this replica (they share its cores), is past the budget (503 and
+        Retry-After). A lone text waits only for a running call and the lone texts queued before
+        it, so batches that fill the budget do not refuse it; several texts wait for all the work
+        queued and running. With no texts (RefuseEarly): refuse what would be refused whatever the body holds,
+        counted as for a lone text unless the route takes a `batch`."""
         if self.draining:
             raise self.draining_error()
-        ahead_s = sum(model.backlog_s for model in self.served())
+        lone = count == 1 or (count == 0 and not batch)
+        ahead_s = sum(m.lone_backlog_s if lone else m.backlog_s for m in self.served())
         wait_s = ahead_s + (count * served.text_seconds if served else 0.0)
         # A replica with nothing ahead takes any request the caps allow: it is the fastest it gets.
         if ahead_s and wait_s > self.settings.max_queue_s:
@@ -543,7 +555,7 @@ class RefuseEarly:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             try:
-                _replica().admit()
+                _replica().admit(batch=scope["path"].endswith(BATCH_PATH))
             except ApiError as error:
                 return await error_response(error)(scope, receive, send)
         await self.app(scope, receive, send)
@@ -613,7 +625,7 @@ class Classifier(BatchedModel):
         (prediction,) = await self.classify_many([text], model, long_text or "head")
         return prediction
 
-    @api.post("/classify/batch", response_model=BatchOut, **CLASSIFYING)
+    @api.post(BATCH_PATH, response_model=BatchOut, **CLASSIFYING)
     async def classify_batch(self, body: BatchRequest) -> dict[str, list[Prediction]]:
         """Classify several texts; answers come back in request order."""
         texts = check_texts(body.texts, self.settings)

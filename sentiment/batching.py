@@ -15,9 +15,12 @@ the last batch held: the replies go out and the requests come back while the mod
 clients ride one model call together. A lone caller never waits: one item queued is as many as
 its last batch held (measured with bench/, see the README's Performance section).
 
-Why round-robin: a batch is cut by taking one item from each waiting request in turn, so a lone
-text joins the next model call instead of queueing behind every text of the big requests ahead of
-it (first come, first served gave single-text clients 10 answers in 75 s beside six batch clients).
+Why lone texts first, then round-robin: a batch is cut by taking every waiting one-item request
+first, then one item from each other waiting request in turn. A lone text so joins the next model
+call, however many requests wait, instead of queueing behind every text of the big requests ahead
+of it (first come, first served gave single-text clients 10 answers in 75 s beside six batch
+clients): it waits for a running call to end (bounded by max_batch_size) and for the lone texts
+queued before it (`queued_lone`), which is what a replica's admission counts for it.
 
 Why lanes: under load, calls run side by side in `lanes` threads on a share of the cores each
 (one of two), where one call at a time on every core left the cores less busy: in-process, with no
@@ -62,6 +65,7 @@ class ContinuousBatcher(Generic[Item, Result]):
         self.observe_wait = observe_wait  # gets each item's seconds in the queue
         self.batch_sizes: deque[int] = deque(maxlen=1000)  # the last sizes run, for tests
         self.queued = 0  # items waiting for a model call
+        self.queued_lone = 0  # of them, items of one-item requests (cut first)
         self.threads = threads  # the cores the calls share
         self.use_threads = use_threads  # sets the calling thread's share of them, before a call
         self._running: dict[int, tuple[int, float, int]] = {}  # lane: items, start, threads
@@ -71,6 +75,7 @@ class ContinuousBatcher(Generic[Item, Result]):
         self._lane_freed: asyncio.Future[None] | None = None  # set when a call ends
         self._arrival: asyncio.Future[None] | None = None  # set when an item queues
         self._requests: deque[deque[Job]] = deque()  # each waiting request's items, in turn
+        self._lone: deque[Job] = deque()  # the items of one-item requests, in arrival order
         self._probes: deque[tuple[Callable[[list[Item]], Sequence[Result]], deque[Job]]] = deque()
         # Runs only while there is work: an idle batcher holds no task, so dropping it (an
         # unloaded model) frees it, and its threads when they are its own (see lane_threads).
@@ -106,8 +111,12 @@ class ContinuousBatcher(Generic[Item, Result]):
     async def submit_many(self, items: Sequence[Item]) -> list[Result]:
         """Queue one request's items; return their results, in order, once all have run."""
         jobs = self._jobs(items)
-        if jobs:
+        if len(jobs) == 1:
+            self._lone.extend(jobs)
+            self.queued_lone += 1
+        elif jobs:
             self._requests.append(jobs)
+        if jobs:
             self.queued += len(jobs)
             if self._arrival and not self._arrival.done():
                 self._arrival.set_result(None)
@@ -149,21 +158,25 @@ class ContinuousBatcher(Generic[Item, Result]):
             self._worker = asyncio.get_running_loop().create_task(self._run())
 
     def _cut(self, size: int) -> list[Job]:
-        """Take up to `size` live items, one from each waiting request in turn."""
+        """Take up to `size` live items: lone ones first, then one from each waiting request in turn."""
         batch: list[Job] = []
-        while self._requests and len(batch) < size:
-            jobs = self._requests.popleft()
-            job = jobs.popleft()
+        while (self._lone or self._requests) and len(batch) < size:
+            if self._lone:
+                job = self._lone.popleft()
+                self.queued_lone -= 1
+            else:
+                jobs = self._requests.popleft()
+                job = jobs.popleft()
+                if jobs:
+                    self._requests.append(jobs)
             self.queued -= 1
             if not job[1].done():  # a cancelled caller's item: do not spend the model on it
                 batch.append(job)
-            if jobs:
-                self._requests.append(jobs)
         return batch
 
     async def _run(self) -> None:
         """Start probes and batches, each in a free lane, until none is waiting."""
-        while self._requests or self._probes:
+        while self._lone or self._requests or self._probes:
             free = await self._free_lanes()
             if self._probes:
                 fn, jobs = self._probes.popleft()

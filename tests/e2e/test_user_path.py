@@ -20,7 +20,7 @@ import httpx
 import pytest
 import yaml
 
-from sentiment.deploy import haproxy_pids, processes
+from sentiment.deploy import PYTHON_PROXY, haproxy_binds, processes
 from sentiment.testing import build_model
 from tests.helpers import SteadyLoad, answers, free_port, gone, wait_for
 
@@ -156,13 +156,10 @@ def test_the_two_scripts_deploy_both_apps(head: Head) -> None:
 
 def test_the_head_serves_through_haproxy_by_default(head: Head) -> None:
     # ray.env, as `make up` loads it: Ray's HAProxy binds the head's HTTP port, not its Python proxy.
-    def config(pid: int) -> str:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        return Path(argv[argv.index(b"-f") + 1].decode()).read_text()
-
-    binding = f":{head.http_port}"
-    ours = [pid for pid in haproxy_pids() if binding in config(pid)]
-    assert ours, f"no HAProxy binds {binding}: was the head started without ray.env?"
+    assert haproxy_binds(head.http_port), (
+        "no HAProxy binds it: was the head started without ray.env?"
+    )
+    assert not haproxy_binds(free_port(), wait_s=0)
     assert answers(f"{head.http_url}/healthcheck")
 
 
@@ -171,6 +168,8 @@ def test_running_a_script_again_updates_its_app_in_place(head: Head) -> None:
         [sys.executable, "serve_with_rayserve.py"], {**head.env, "SENTIMENT_MAX_BATCH_SIZE": "4"}
     )
     assert again.returncode == 0, again.stderr
+    # HAProxy serves this head (ray.env): no word of the Python proxy (a head without it gets one).
+    assert PYTHON_PROXY not in again.stderr
     check_both_apps(head)
 
 

@@ -120,7 +120,9 @@ def test_work_past_the_budget_gets_a_fast_503_with_retry_after(
             asked = time.monotonic()
             refused = httpx.post(f"{url}/classify/batch", json={"texts": texts[:16]}, timeout=30)
             refused_in = time.monotonic() - asked
-            # The work ahead alone is past the budget: refused before its body is read.
+            # A lone text is cut before the queued batch texts: they do not count against it.
+            lone = httpx.post(f"{url}/classify", json={"input_text": "a lone text"}, timeout=30)
+            # The work ahead alone is past the budget: a batch is refused before its body is read.
             early, early_in = post_whose_body_never_comes(f"{url}/classify/batch", 5.0)
         finally:
             sender.join(timeout=60)
@@ -134,6 +136,7 @@ def test_work_past_the_budget_gets_a_fast_503_with_retry_after(
     assert int(refused.headers["retry-after"]) >= 1
     assert "SENTIMENT_MAX_QUEUE_S" in refused.json()["detail"]
     assert refused_in < MODEL_CALL_S  # refused at once, not after waiting
+    assert lone.status_code == 200, lone.text
     assert early == 503 and early_in < MODEL_CALL_S
     assert big["answer"].status_code == 200
     assert [r["input_text"] for r in big["answer"].json()["results"]] == texts

@@ -106,6 +106,36 @@ def test_a_lone_item_is_not_queued_behind_a_big_request() -> None:
     assert calls <= 3 and not big_done
 
 
+def test_a_lone_item_rides_the_next_call_however_many_requests_wait() -> None:
+    calls: list[list[int]] = []
+
+    def record(items: list[int]) -> list[int]:
+        calls.append(items)
+        time.sleep(0.05)
+        return items
+
+    batcher = ContinuousBatcher(record, max_batch_size=4)
+
+    async def run() -> tuple[int, int]:
+        # Twelve requests of two items: three calls of four before each has had one item.
+        requests = [batcher.submit_many([10 * n, 10 * n + 1]) for n in range(12)]
+        waiting = asyncio.ensure_future(asyncio.gather(*requests))
+        await asyncio.sleep(0.01)  # the first call runs
+        lone = asyncio.ensure_future(batcher.submit(999))
+        await asyncio.sleep(0)  # it is queued
+        ahead = batcher.queued_lone, batcher.queued
+        assert await lone == 999
+        await waiting
+        return ahead
+
+    lone, queued = asyncio.run(run())
+    # Counted apart from the 20 items of the other requests (what admission counts for a lone text).
+    assert (lone, queued) == (1, 21)
+    # The call after the one running when it came; round-robin alone ran it fifth (after one
+    # item of each of the twelve requests).
+    assert 999 in calls[1], calls
+
+
 def test_a_request_gets_its_results_in_order_and_queue_waits_are_observed() -> None:
     waits: list[float] = []
     batcher = ContinuousBatcher(slow_double, max_batch_size=16, observe_wait=waits.append)

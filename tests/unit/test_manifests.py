@@ -72,6 +72,16 @@ def test_every_pod_starts_ray_with_the_flags_of_ray_env() -> None:
         assert ray_env().items() <= env.items(), container["name"]
 
 
+def test_the_image_environment_carries_the_flags_of_ray_env() -> None:
+    # Not only the entrypoint's: `ray start --head` typed in the container gets them too.
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    env: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith("ENV "):
+            env.update(pair.split("=", 1) for pair in line.split()[1:])
+    assert ray_env().items() <= env.items()
+
+
 def test_the_scripts_start_serve_as_the_config_does(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in [n for n in os.environ if n.startswith("SENTIMENT_")]:
         monkeypatch.delenv(name)
