@@ -9,7 +9,7 @@ export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 RAY_CPUS ?= $(shell nproc)
 
-.PHONY: help install up down status check test test-container image bench bench-precision sizing lint format tiny-model full-model clean
+.PHONY: help install up down status check test test-container image bench bench-precision tune sizing lint format tiny-model full-model clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -78,6 +78,9 @@ clean:  ## remove the venv and caches
 
 bench: install  ## the load benchmark (full-size stand-in model, ~12 min): bench/results/
 	$(BIN)/python -m bench
+
+tune: install  ## time every runtime and precision here, record the fastest that agrees with fp32 (SENTIMENT_MODEL)
+	$(BIN)/python -m sentiment.tune
 
 bench-precision: install  ## every precision in-process: speed, latency, agreement with fp32 (MODEL=DIR)
 	$(BIN)/python -m bench.precision $(if $(MODEL),--model $(MODEL))

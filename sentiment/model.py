@@ -1,5 +1,6 @@
 """The sentiment classifier: a Hugging Face sequence-classification model, loaded once."""
 
+import logging
 import math
 import os
 import platform
@@ -16,12 +17,13 @@ from huggingface_hub import try_to_load_from_cache
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
-from sentiment import packing, tuning
+from sentiment import ort, packing, tuning
 from sentiment.settings import DEFAULT_MODEL, DEFAULT_MODEL_ID, Settings, StartupError
 
 # Most texts per forward pass inside predict_batch; a caller's batch is split into chunks.
 DEFAULT_CHUNK_SIZE = 32
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+RUNTIMES = ("auto", "torch", "onnxruntime")
 DTYPES = {
     "fp32": torch.float32,
     "bf16": torch.bfloat16,
@@ -33,6 +35,8 @@ DTYPES = {
 SCORE_TOLERANCE = {"fp32": 1e-4, "bf16": 2e-2, "fp16": 5e-3, "int8": 1e-2}
 # CPU flags that mean bf16 matrix work in hardware (Intel AMX, AVX512-BF16; Arm's BF16 extension).
 NATIVE_BF16_FLAGS = {"amx_bf16", "avx512_bf16", "bf16"}
+# What an ONNX export must answer as the torch model does before it is kept.
+EXPORT_PROBE = "a probe sentence to check an exported model"
 # Chunking by length (see SentimentBertModel._chunks): both measured best on review-like text.
 MAX_PADDING = 0.2
 MIN_CHUNK = 4
@@ -54,6 +58,9 @@ HEAD_SHARE = 0.25
 OVERLAP_SHARE = 0.25
 # What turns logits into scores (Hugging Face's text-classification function_to_apply).
 FUNCTIONS = ("softmax", "sigmoid", "none")
+
+
+logger = logging.getLogger(__name__)
 
 
 class Prediction(TypedDict):
@@ -170,7 +177,10 @@ def cpu_name() -> str:
 
 
 def resolve_precision(
-    precision: str, device: str = "cpu", tuned: tuning.Record | None = None
+    precision: str,
+    device: str = "cpu",
+    tuned: tuning.Record | None = None,
+    runtime: str = "torch",
 ) -> tuple[str, str]:
     """Turn a precision setting into the one that runs, and say why (for the start-up line):
     `auto` takes what `python -m sentiment.tune` measured fastest on this machine, if it did."""
@@ -178,6 +188,8 @@ def resolve_precision(
         return precision, "asked for"
     if tuned is not None:
         return tuned.precision, f"auto: {tuned.why()}"
+    if runtime == "onnxruntime":
+        return "int8", "auto: ONNX Runtime's int8 (no sentiment.tune record)"
     if torch.device(device).type == "cuda":
         if torch.cuda.is_bf16_supported():
             return "bf16", "auto: this GPU supports bf16"
@@ -208,6 +220,9 @@ class SentimentBertModel:
         model_id: str = DEFAULT_MODEL_ID,
         padding_free: bool = True,
         tune_file: Path | None = None,
+        runtime: str = "torch",
+        cache_dir: Path = ort.DEFAULT_CACHE,
+        fall_back: bool = True,
     ) -> None:
         self.id = model_id  # what callers name it (a server's model id); answers carry it
         # Ray sets OMP_NUM_THREADS=1 in replicas; say the thread count out loud instead.
@@ -221,37 +236,56 @@ class SentimentBertModel:
         self.device = torch.device(device)
         self.chunk_size = chunk_size
         self.pad_multiple = PAD_MULTIPLE  # bench.chunking varies it
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be auto or one of {RUNTIMES}, not {runtime!r}")
         tuned = None
-        if precision == "auto":
+        if "auto" in (precision, runtime):
             machine = tuning.key(model, revision, device, cpu_name(), self.num_threads)
             tuned = tuning.lookup(tune_file, machine)
-        self.precision, self.precision_reason = resolve_precision(precision, device, tuned)
+            if tuned and runtime not in ("auto", tuned.runtime):
+                tuned = None  # measured for another runtime than the one asked for
+        self.runtime_name = tuned.runtime if runtime == "auto" and tuned else runtime
+        if self.runtime_name == "auto":
+            self.runtime_name = "torch"
+        self.precision, self.precision_reason = resolve_precision(
+            precision, device, tuned, self.runtime_name
+        )
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be auto or one of {PRECISIONS}, not {precision!r}")
         if self.precision == "int8" and self.device.type != "cpu":
             raise ValueError("int8 runs on the CPU only; set SENTIMENT_DEVICE=cpu")
+        if self.runtime_name == "onnxruntime" and self.precision not in ort.PRECISIONS:
+            raise ValueError(
+                f"onnxruntime runs {' or '.join(ort.PRECISIONS)}, not {self.precision}"
+            )
         # A progress bar per replica start is noise in server logs.
         transformers_logging.disable_progress_bar()
         check_folder(model)
         check_hub(model, revision)
+        onnx = self.runtime_name == "onnxruntime"
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model, revision=revision)
             # The dtype always said: transformers 5 would otherwise keep whatever dtype was saved.
+            # An export starts from fp32 (ONNX Runtime quantizes it) with plain attention.
             self.model = AutoModelForSequenceClassification.from_pretrained(
-                model, revision=revision, dtype=DTYPES[self.precision]
+                model,
+                revision=revision,
+                dtype=torch.float32 if onnx else DTYPES[self.precision],
+                **({"attn_implementation": "eager"} if onnx else {}),
             )
         except Exception as error:  # from_pretrained raises many kinds; all mean "not here".
             raise load_failure(model, error) from error
         self.model.to(self.device).eval()
-        # Padding-free calls where this family's forward is known (sentiment/packing.py).
-        self.padding_free = padding_free and packing.prepare(self.model)
         self.token_budget = TOKEN_BUDGET  # bench.chunking varies it
-        if self.precision == "int8":
-            # Linear layers hold almost all of DistilBERT's compute; int8 weights, fp32 activations.
-            self.model = torch.ao.quantization.quantize_dynamic(
-                self.model, {torch.nn.Linear}, dtype=torch.qint8
-            )
+        self.session: ort.Session | None = None
+        if onnx:
+            self.session = self._onnx_session(model, revision, cache_dir, fall_back)
+        self.padding_free = False
         config = self.model.config
+        if self.session is not None:
+            self.model = None  # the session holds the weights now: one copy in memory
+        else:
+            self._torch(padding_free)
         self.labels = [config.id2label[i] for i in range(config.num_labels)]
         # As Hugging Face's pipeline: one score per label from a sigmoid for multi-label or
         # one-logit models, from a softmax over the labels otherwise.
@@ -263,6 +297,34 @@ class SentimentBertModel:
         self.window = self.max_length - len(self.prefix) - len(self.suffix)
         # Calls from this thread (a script's, a benchmark's) run on every core it was given.
         self.use_threads(self.num_threads)
+
+    def _torch(self, padding_free: bool) -> None:
+        """Run the model in torch: padding-free where its family is known, int8 if asked."""
+        # Padding-free calls where this family's forward is known (sentiment/packing.py).
+        self.padding_free = padding_free and packing.prepare(self.model)
+        if self.precision == "int8":
+            # Linear layers hold almost all of DistilBERT's compute; int8 weights, fp32 activations.
+            self.model = torch.ao.quantization.quantize_dynamic(
+                self.model, {torch.nn.Linear}, dtype=torch.qint8
+            )
+
+    def _onnx_session(
+        self, model: str, revision: str | None, cache_dir: Path, fall_back: bool
+    ) -> "ort.Session | None":
+        """The model exported (checked against torch on a probe text) or found whole in the cache,
+        loaded in ONNX Runtime; on any failure one line, and torch (the error without fall_back)."""
+        identity = tuning.model_identity(model, revision)
+        probe = torch.tensor([self.tokenizer(EXPORT_PROBE)["input_ids"]])
+        try:
+            exported = ort.prepare(self.model, identity, self.precision, cache_dir, probe)
+            session = ort.Session(exported, self.num_threads)
+        except ort.ExportError as error:
+            if not fall_back:
+                raise
+            logger.warning(f"model {model}: ONNX Runtime not used ({error}); serving with torch")
+            self.runtime_name = "torch"
+            return None
+        return session
 
     @classmethod
     def from_settings(
@@ -280,12 +342,16 @@ class SentimentBertModel:
             model_id=model_id,
             padding_free=settings.padding_free,
             tune_file=settings.tune_file,
+            runtime=settings.runtime,
+            cache_dir=settings.onnx_cache_dir,
         )
 
     @property
     def runtime(self) -> str:
         """What runs the model, and how its calls hold their texts."""
         calls = "padding-free" if self.padding_free else "padded, length-grouped"
+        if self.session is not None:
+            return f"onnxruntime {self.session.version}, {calls} calls"
         return f"torch {torch.__version__}, {calls} calls"
 
     def describe(self) -> str:
@@ -472,6 +538,8 @@ class SentimentBertModel:
         for n, row in enumerate(rows):
             input_ids[n, : len(row)] = torch.tensor(row)
             attention_mask[n, : len(row)] = 1
+        if self.session is not None:
+            return self.session.logits(input_ids, attention_mask).float()
         with torch.inference_mode():
             logits = self.model(
                 input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device)

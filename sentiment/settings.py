@@ -19,6 +19,8 @@ ENV_PREFIX = "SENTIMENT_"
 DRAINING = "draining"
 # Ray Serve's fast-path flags, for the environment of `ray start` (see the file's own comments).
 RAY_ENV_FILE = Path(__file__).resolve().parents[1] / "ray.env"
+# What this machine keeps between starts: the tune record, ONNX Runtime exports.
+CACHE_HOME = Path.home() / ".cache" / "sentiment-serve"
 
 
 def ray_env(path: Path = RAY_ENV_FILE) -> dict[str, str]:
@@ -64,9 +66,19 @@ class Settings(BaseModel):
         " bf16, fp16, or int8 (dynamic int8 linear layers, CPU only).",
     )
     tune_file: Path = Field(
-        default_factory=_env("TUNE_FILE", Path.home() / ".cache" / "sentiment-serve" / "tune.json"),
+        default_factory=_env("TUNE_FILE", CACHE_HOME / "tune.json"),
         description="Where `python -m sentiment.tune` records the fastest precision per model and"
         " CPU, and where precision auto reads it.",
+    )
+    runtime: Literal["auto", "torch", "onnxruntime"] = Field(
+        default_factory=_env("RUNTIME", "auto"),
+        description="What runs the model: auto (what `python -m sentiment.tune` measured fastest"
+        " here, else torch), torch, or onnxruntime (exported once, cached in"
+        " SENTIMENT_ONNX_CACHE_DIR; fp32 or int8).",
+    )
+    onnx_cache_dir: Path = Field(
+        default_factory=_env("ONNX_CACHE_DIR", CACHE_HOME / "onnx"),
+        description="Where ONNX Runtime exports are cached (`python -m sentiment.ort` prepares one).",
     )
     padding_free: bool = Field(
         default_factory=_env("PADDING_FREE", True),

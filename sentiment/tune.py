@@ -22,7 +22,18 @@ from sentiment.tuning import Record, key, write
 
 MIN_AGREEMENT = 0.999
 CALL = 32  # texts per model call, in the order given, as a busy replica's calls hold them
-CANDIDATES = {"cpu": ("fp32", "bf16", "int8"), "cuda": ("fp32", "bf16", "fp16")}
+# Runtime and precision; fp32 in torch first: it is the reference.
+CANDIDATES = {
+    "cpu": [
+        ("torch", "fp32"),
+        ("torch", "bf16"),
+        ("torch", "int8"),
+        ("onnxruntime", "fp32"),
+        ("onnxruntime", "int8"),
+    ],
+    "cuda": [("torch", "fp32"), ("torch", "bf16"), ("torch", "fp16")],
+}
+Row = tuple[str, str, float, float, float]  # runtime, precision, texts/s, agreement, score diff
 
 
 def agreement(ours: list[Prediction], reference: list[Prediction]) -> tuple[float, float]:
@@ -46,14 +57,13 @@ def timed(model: SentimentBertModel, texts: list[str]) -> tuple[list[Prediction]
     return answers, len(texts) / (time.perf_counter() - start)
 
 
-def measure(
-    settings: Settings, texts: list[str], log=print
-) -> list[tuple[str, float, float, float]]:
-    """(precision, sentences/s, agreement, largest score difference) for each candidate, fp32
-    first: it is the reference."""
-    rows, reference = [], None
+def measure(settings: Settings, texts: list[str], log=print) -> list[Row]:
+    """Time each candidate on `texts` and compare its answers with torch fp32's."""
+    rows: list[Row] = []
+    reference = None
     device = "cuda" if settings.device.startswith("cuda") else "cpu"
-    for precision in CANDIDATES[device]:
+    for runtime, precision in CANDIDATES[device]:
+        name = f"{runtime} {precision}"
         try:
             model = SentimentBertModel(
                 settings.model,
@@ -62,28 +72,33 @@ def measure(
                 num_threads=settings.num_threads,
                 precision=precision,
                 padding_free=settings.padding_free,
+                runtime=runtime,
+                cache_dir=settings.onnx_cache_dir,
+                fall_back=False,
             )
-        except (ValueError, RuntimeError) as error:  # a precision this device cannot run
-            log(f"{precision}: cannot run here ({error})")
+        except (ValueError, RuntimeError) as error:  # what this machine cannot run
+            log(f"{name:17}: cannot run here ({str(error).splitlines()[0]})")
             continue
         answers, rate = timed(model, texts)
         reference = reference or answers
         agree, diff = agreement(answers, reference)
         log(
-            f"{precision}: {rate:7.1f} texts/s, labels {100 * agree:5.1f}% as fp32's, largest score difference {diff:.4f}"
+            f"{name:17}: {rate:7.1f} texts/s ({model.runtime}), labels {100 * agree:5.1f}% as"
+            f" fp32's, largest score difference {diff:.4f}"
         )
-        rows.append((precision, rate, agree, diff))
+        rows.append((runtime, precision, rate, agree, diff))
         del model
     return rows
 
 
-def choose(rows: list[tuple[str, float, float, float]], texts: int) -> Record:
+def choose(rows: list[Row], texts: int) -> Record:
     """The fastest row that passes, with its lead over the next that passes."""
-    passing = sorted((r for r in rows if r[2] >= MIN_AGREEMENT), key=lambda r: r[1], reverse=True)
-    best = passing[0]  # fp32 always passes: it is the reference
-    runner_up = passing[1][1] if len(passing) > 1 else best[1]
+    passing = sorted((r for r in rows if r[3] >= MIN_AGREEMENT), key=lambda r: r[2], reverse=True)
+    best = passing[0]  # torch fp32 always passes: it is the reference
+    runner_up = passing[1][2] if len(passing) > 1 else best[2]
+    runtime, precision, rate, agree, diff = best
     return Record(
-        best[0], round(best[1], 1), round(best[1] / runner_up, 2), best[2], round(best[3], 4), texts
+        precision, runtime, round(rate, 1), round(rate / runner_up, 2), agree, round(diff, 4), texts
     )
 
 
@@ -121,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     record_key = key(settings.model, settings.model_revision, settings.device, cpu_name(), cores)
     write(settings.tune_file, record_key, record)
     print(f"recorded in {settings.tune_file}: {record.precision} ({record.why()})")
-    print("replicas with SENTIMENT_PRECISION=auto (the default) now run it on this machine")
+    print("replicas with SENTIMENT_RUNTIME and SENTIMENT_PRECISION auto (the defaults) run it here")
     return 0
 
 

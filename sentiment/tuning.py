@@ -15,6 +15,7 @@ class Record:
     """What the tune command measured for one model on one machine, and what it chose."""
 
     precision: str
+    runtime: str  # torch or onnxruntime
     sentences_per_s: float  # the chosen precision's rate on the calibration texts
     speedup: float  # over the runner-up that passed (1.0 when it alone passed)
     agreement: float  # share of calibration texts whose label equals fp32's
@@ -24,20 +25,24 @@ class Record:
     def why(self) -> str:
         """Say in a few words why this precision runs (the start-up line, /healthcheck)."""
         return (
-            f"fastest measured by sentiment.tune, {self.sentences_per_s:.0f} texts/s"
+            f"fastest measured by sentiment.tune ({self.runtime}), {self.sentences_per_s:.0f} texts/s"
             f" ({self.speedup:.2f}x the next), labels {100 * self.agreement:.1f}% as fp32's"
         )
 
 
-def key(model: str, revision: str | None, device: str, cpu: str, cores: int) -> str:
-    """Name a model (a folder's path and config, or a hub id and revision), the machine and torch."""
+def model_identity(model: str, revision: str | None) -> str:
+    """Name a model: a folder's path and config, or a hub id and revision."""
     path = Path(model)
     if (path / "config.json").is_file():
         config = hashlib.sha256((path / "config.json").read_bytes()).hexdigest()[:12]
-        model = f"{path.resolve()} config {config}"
-    else:
-        model = f"{model}@{revision or 'main'}"
-    return f"{model} | {device} | {cpu}, {cores} cores | torch {torch.__version__}"
+        return f"{path.resolve()} config {config}"
+    return f"{model}@{revision or 'main'}"
+
+
+def key(model: str, revision: str | None, device: str, cpu: str, cores: int) -> str:
+    """Name a model, the machine and torch: what a record holds for."""
+    identity = model_identity(model, revision)
+    return f"{identity} | {device} | {cpu}, {cores} cores | torch {torch.__version__}"
 
 
 def read(path: Path) -> dict[str, dict]:

@@ -17,7 +17,7 @@ def record_key(folder: Path, cores: int = 1) -> str:
 
 def record(precision: str) -> tuning.Record:
     """A record that chose `precision`."""
-    return tuning.Record(precision, 321.0, 1.4, 1.0, 0.004, 1024)
+    return tuning.Record(precision, "torch", 321.0, 1.4, 1.0, 0.004, 1024)
 
 
 def test_auto_takes_the_recorded_precision(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -66,23 +66,35 @@ def test_tune_records_the_fastest_precision_that_agrees(
     path = tmp_path / "tune.json"
     monkeypatch.setenv("SENTIMENT_TUNE_FILE", str(path))
     monkeypatch.setenv("SENTIMENT_NUM_THREADS", "1")
+    monkeypatch.setenv("SENTIMENT_ONNX_CACHE_DIR", str(tmp_path / "onnx"))
     texts = tmp_path / "texts.txt"
     texts.write_text("a good film\n\nbad plot\nthe cast was wonderful\n" * 8)
     assert tune.main(["--model", str(tiny_model_dir), "--texts", str(texts)]) == 0
     out = capsys.readouterr().out
-    for precision in ("fp32", "bf16", "int8"):
-        assert f"{precision}:" in out
+    for candidate in ("torch fp32", "torch bf16", "torch int8", "onnxruntime int8"):
+        assert candidate in out
     (saved,) = json.loads(path.read_text()).values()
     assert saved["agreement"] >= tune.MIN_AGREEMENT and saved["texts"] == 24
     assert f"recorded in {path}: {saved['precision']}" in out
-    model = SentimentBertModel(str(tiny_model_dir), num_threads=1, precision="auto", tune_file=path)
-    assert model.precision == saved["precision"]
+    model = SentimentBertModel(
+        str(tiny_model_dir),
+        num_threads=1,
+        precision="auto",
+        runtime="auto",
+        tune_file=path,
+        cache_dir=tmp_path / "onnx",
+    )
+    assert (model.precision, model.runtime_name) == (saved["precision"], saved["runtime"])
 
 
 def test_choose_skips_a_faster_precision_that_disagrees() -> None:
-    rows = [("fp32", 50.0, 1.0, 0.0), ("bf16", 100.0, 0.9995, 0.01), ("int8", 200.0, 0.99, 0.2)]
+    rows = [
+        ("torch", "fp32", 50.0, 1.0, 0.0),
+        ("torch", "bf16", 100.0, 0.9995, 0.01),
+        ("onnxruntime", "int8", 200.0, 0.99, 0.2),
+    ]
     chosen = tune.choose(rows, 2000)
-    assert (chosen.precision, chosen.speedup) == ("bf16", 2.0)
+    assert (chosen.runtime, chosen.precision, chosen.speedup) == ("torch", "bf16", 2.0)
 
 
 def test_tune_says_a_bad_texts_file_in_one_line(tmp_path: Path, capsys) -> None:
