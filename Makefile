@@ -22,10 +22,12 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 
 install: $(BIN)/.installed  ## make .venv with the pinned dependencies and the project
 
-# The model is checked first (seconds, one line), and a head this target started is stopped again
+# The model is checked first (seconds, one line), then timed in every runtime and precision once per
+# machine (sentiment.tune; skipped once recorded), and a head this target started is stopped again
 # when a deploy fails, so a failed `make up` leaves nothing running.
 up: install  ## start a Ray head (if none) with ray.env's fast path and deploy both apps; honours SENTIMENT_MODEL
 	@$(BIN)/python -m sentiment --check
+	@$(BIN)/python -m sentiment.tune --if-missing
 	@started=; \
 	if ! $(BIN)/ray status >/dev/null 2>&1; then \
 		(set -a && . ./ray.env && set +a && $(BIN)/ray start --head --num-cpus=$(RAY_CPUS) \
@@ -76,8 +78,8 @@ full-model: install  ## save an untrained full-size DistilBERT to models/full (b
 clean:  ## remove the venv and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
 
-bench: install  ## the load benchmark (full-size stand-in model, ~12 min): bench/results/
-	$(BIN)/python -m bench
+bench: install  ## the load benchmark (full-size stand-in model): bench/results/ and docs/performance.md
+	$(BIN)/python -m bench --page docs/performance.md
 
 tune: install  ## time every runtime and precision here, record the fastest that agrees with fp32 (SENTIMENT_MODEL)
 	$(BIN)/python -m sentiment.tune

@@ -1,22 +1,33 @@
-"""The LitServe peer: the same model behind LitServe's own batching (max_batch_size 32).
+"""The LitServe peer, as its users run it: a transformers pipeline behind LitServe's own batching
+(max_batch_size 32), in the precision SENTIMENT_PRECISION names (fp32, bf16 or int8).
 
 SENTIMENT_MODEL=DIR SENTIMENT_PRECISION=bf16 python -m bench.litserve_peer PORT
-POST /predict {"input_text": "..."} answers what POST /classify answers.
+POST /predict {"input_text": "..."} answers the pipeline's label and score.
 """
 
 import sys
 
 import litserve as ls
+import torch
+from transformers import pipeline
 
-from sentiment.model import SentimentBertModel
+from sentiment.model import DTYPES, available_cores
 from sentiment.settings import Settings
 
 
 class SentimentAPI(ls.LitAPI):
-    """LitServe's four hooks around the model; batches go through predict_batch, as ours do."""
+    """LitServe's four hooks around a text-classification pipeline."""
 
     def setup(self, device: str) -> None:
-        self.model = SentimentBertModel.from_settings(Settings())
+        settings = Settings()
+        torch.set_num_threads(available_cores())
+        self.pipe = pipeline(
+            "text-classification", model=settings.model, dtype=DTYPES[settings.precision]
+        )
+        if settings.precision == "int8":  # torch's int8, as its docs show for linear layers
+            self.pipe.model = torch.ao.quantization.quantize_dynamic(
+                self.pipe.model, {torch.nn.Linear}, dtype=torch.qint8
+            )
 
     def decode_request(self, request: dict) -> str:
         return request["input_text"]
@@ -25,7 +36,7 @@ class SentimentAPI(ls.LitAPI):
         return inputs
 
     def predict(self, texts: list[str]) -> list[dict]:
-        return self.model.predict_batch(texts)
+        return self.pipe(texts, batch_size=len(texts), truncation=True)
 
     def unbatch(self, output: list[dict]) -> list[dict]:
         return output

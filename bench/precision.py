@@ -1,7 +1,12 @@
-"""Each precision in-process on the benchmark corpus: speed, batch-1 latency, agreement with fp32.
+"""Each runtime and precision in-process on the benchmark corpus: speed on length-sorted batches and
+on batches in arrival order, batch-1 latency, agreement with torch fp32.
 
     python -m bench.precision                     # the full-size stand-in (models/full, built if missing)
     python -m bench.precision --model DIR         # your own model: run this before trusting a precision
+    python -m bench.precision --engines torch-int8,torch-int8-padded,onnxruntime-int8
+
+An engine is RUNTIME-PRECISION (torch padding-free where the family is known, as the service runs
+it), or torch-PRECISION-padded (padded, length-grouped calls: what padding-free saves).
 
 The stand-in is untrained, so its agreement figures say little about a real model's: its speed is
 real, its labels are not. A precision is safe for a model when its labels agree with fp32 on (nearly)
@@ -16,9 +21,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sentiment.corpus import corpus
-from sentiment.model import PRECISIONS, SentimentBertModel, available_cores, cpu_flags
+from sentiment.model import SentimentBertModel, available_cores, cpu_flags, cpu_name
+from sentiment.settings import Settings
 from sentiment.testing import ensure_model
-from sentiment.tune import agreement
+from sentiment.tune import agreement, timed
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = 32  # texts per forward pass for the throughput figure, as the server's chunks
@@ -28,12 +34,37 @@ AGREEMENT_GOAL = 0.999  # labels equal to fp32's on this share of the corpus, to
 IDLE_S = 0.005
 
 
+ENGINES = (
+    "torch-fp32",
+    "torch-bf16",
+    "torch-int8",
+    "torch-int8-padded",
+    "onnxruntime-fp32",
+    "onnxruntime-int8",
+)
+
+
+def load(model_dir: str, engine: str) -> SentimentBertModel:
+    """The model as an engine label says (RUNTIME-PRECISION[-padded])."""
+    runtime, precision, *padded = engine.split("-")
+    return SentimentBertModel(
+        model_dir,
+        num_threads=available_cores(),
+        precision=precision,
+        runtime=runtime,
+        padding_free=not padded,
+        cache_dir=Settings().onnx_cache_dir,
+        fall_back=False,
+    )
+
+
 @dataclass
 class Figures:
-    """One precision's figures on one machine."""
+    """One engine's figures on one machine."""
 
-    precision: str
+    precision: str  # the engine: RUNTIME-PRECISION[-padded]
     sentences_per_s: float  # length-sorted batches of BATCH
+    arrival_per_s: float  # batches of BATCH in the corpus's order, as a busy replica's calls
     batch1_p50_ms: float
     batch1_p99_ms: float
     batch1_apart_p50_ms: float  # batch 1, each call IDLE_S after the last, as a lone client's
@@ -85,21 +116,22 @@ def latencies(
 
 
 def measure(
-    model_dir: str, precisions: list[str], texts: list[str], seconds: float, log=print
+    model_dir: str, engines: list[str], texts: list[str], seconds: float, log=print
 ) -> list[Figures]:
-    """Load the model in each precision in turn and measure it; fp32 is always the reference."""
+    """Load the model in each engine in turn and measure it; torch fp32 is always the reference."""
     figures, reference = [], None
-    for precision in ["fp32", *(p for p in precisions if p != "fp32")]:
-        log(f"{precision} ...")
-        model = SentimentBertModel(model_dir, num_threads=available_cores(), precision=precision)
-        answers = model.predict_batch(texts)
+    for engine in ["torch-fp32", *(e for e in engines if e != "torch-fp32")]:
+        log(f"{engine} ...")
+        model = load(model_dir, engine)
+        answers, arrival = timed(model, texts)
         reference = reference or answers
         agree, diff = agreement(answers, reference)
         times = latencies(model, texts, seconds)
         figures.append(
             Figures(
-                precision=precision,
+                precision=engine,
                 sentences_per_s=throughput(model, texts, seconds),
+                arrival_per_s=arrival,
                 batch1_p50_ms=statistics.median(times),
                 batch1_p99_ms=percentile(times, 99),
                 batch1_apart_p50_ms=statistics.median(latencies(model, texts, seconds, IDLE_S)),
@@ -108,7 +140,7 @@ def measure(
             )
         )
         del model
-    return [f for f in figures if f.precision in precisions]
+    return [f for f in figures if f.precision in engines]
 
 
 def fastest_safe(figures: list[Figures]) -> Figures:
@@ -119,34 +151,27 @@ def fastest_safe(figures: list[Figures]) -> Figures:
 def table(figures: list[Figures]) -> str:
     """Render the figures as a markdown table."""
     rows = [
-        f"| precision | sentences/s (batches of {BATCH}) | x fp32 | batch-1 p50 ms | batch-1 p99 ms"
-        f" | batch-1 p50 ms, {IDLE_S * 1000:g} ms apart | labels = fp32 | max score diff |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| engine | sentences/s, sorted batches of {BATCH} | in arrival order | x torch-fp32"
+        f" | batch-1 p50 ms | batch-1 p99 ms | batch-1 p50 ms, {IDLE_S * 1000:g} ms apart"
+        " | labels = fp32 | max score diff |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    fp32 = next((f.sentences_per_s for f in figures if f.precision == "fp32"), None)
+    fp32 = next((f.sentences_per_s for f in figures if f.precision == "torch-fp32"), None)
     for f in figures:
         ratio = f"{f.sentences_per_s / fp32:.2f}" if fp32 else "-"
         rows.append(
-            f"| {f.precision} | {f.sentences_per_s:.1f} | {ratio} | {f.batch1_p50_ms:.1f} |"
-            f" {f.batch1_p99_ms:.1f} | {f.batch1_apart_p50_ms:.1f} | {f.agreement:.2%}"
-            f" | {f.max_score_diff:.4f} |"
+            f"| {f.precision} | {f.sentences_per_s:.1f} | {f.arrival_per_s:.1f} | {ratio} |"
+            f" {f.batch1_p50_ms:.1f} | {f.batch1_p99_ms:.1f} | {f.batch1_apart_p50_ms:.1f} |"
+            f" {f.agreement:.2%} | {f.max_score_diff:.4f} |"
         )
     return "\n".join(rows)
 
 
 def cpu_line() -> str:
     """Name this CPU and the flags that decide its precisions."""
-    name = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            name = next(
-                (ln.split(":", 1)[1].strip() for ln in cpuinfo if ln.startswith("model name")), name
-            )
-    except OSError:
-        pass
     wanted = ("amx_bf16", "amx_fp16", "amx_int8", "avx512_bf16", "avx512_fp16", "avx512_vnni")
     flags = sorted(cpu_flags() & set(wanted))
-    return f"{name}, {available_cores()} cores; flags: {', '.join(flags) or 'none of ' + ', '.join(wanted)}"
+    return f"{cpu_name()}, {available_cores()} cores; flags: {', '.join(flags) or 'none of ' + ', '.join(wanted)}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,11 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=str(ROOT / "models" / "full"))
     parser.add_argument("--texts", type=int, default=1000, help="corpus texts for agreement")
     parser.add_argument("--seconds", type=float, default=10.0, help="per measurement")
-    parser.add_argument("--precisions", default=",".join(PRECISIONS))
+    parser.add_argument("--engines", default=",".join(ENGINES), help="RUNTIME-PRECISION[-padded]")
     args = parser.parse_args(argv)
     ensure_model(args.model)
     figures = measure(
-        args.model, args.precisions.split(","), corpus(args.texts), args.seconds, log=print
+        args.model, args.engines.split(","), corpus(args.texts), args.seconds, log=print
     )
     print(f"\n{args.model}, {args.texts} texts; {cpu_line()}\n")
     print(table(figures))

@@ -200,6 +200,31 @@ def resolve_precision(
     return "fp32", "auto: no native bf16 on this device (no sentiment.tune record)"
 
 
+def choose_runtime(
+    model: str,
+    revision: str | None,
+    device: str,
+    precision: str,
+    runtime: str,
+    tune_file: Path | None,
+    threads: int,
+) -> tuple[str, str, str]:
+    """The runtime and precision a model runs in, and why: what is asked for; for `auto`, what
+    `python -m sentiment.tune` recorded for this model and machine (if it measured the runtime
+    asked for); else torch, and resolve_precision's rule."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be auto or one of {RUNTIMES}, not {runtime!r}")
+    tuned = None
+    if "auto" in (precision, runtime):
+        machine = tuning.key(model, revision, device, cpu_name(), threads)
+        tuned = tuning.lookup(tune_file, machine)
+        if tuned and runtime not in ("auto", tuned.runtime):
+            tuned = None  # measured for another runtime than the one asked for
+    if runtime == "auto":
+        runtime = tuned.runtime if tuned else "torch"
+    return runtime, *resolve_precision(precision, device, tuned, runtime)
+
+
 def available_cores() -> int:
     """Count the cores this process may run on (not the machine's, under a CPU limit)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -236,19 +261,8 @@ class SentimentBertModel:
         self.device = torch.device(device)
         self.chunk_size = chunk_size
         self.pad_multiple = PAD_MULTIPLE  # bench.chunking varies it
-        if runtime not in RUNTIMES:
-            raise ValueError(f"runtime must be auto or one of {RUNTIMES}, not {runtime!r}")
-        tuned = None
-        if "auto" in (precision, runtime):
-            machine = tuning.key(model, revision, device, cpu_name(), self.num_threads)
-            tuned = tuning.lookup(tune_file, machine)
-            if tuned and runtime not in ("auto", tuned.runtime):
-                tuned = None  # measured for another runtime than the one asked for
-        self.runtime_name = tuned.runtime if runtime == "auto" and tuned else runtime
-        if self.runtime_name == "auto":
-            self.runtime_name = "torch"
-        self.precision, self.precision_reason = resolve_precision(
-            precision, device, tuned, self.runtime_name
+        self.runtime_name, self.precision, self.precision_reason = choose_runtime(
+            model, revision, device, precision, runtime, tune_file, self.num_threads
         )
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be auto or one of {PRECISIONS}, not {precision!r}")

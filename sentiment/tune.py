@@ -18,7 +18,7 @@ from pathlib import Path
 from sentiment.corpus import corpus
 from sentiment.model import Prediction, SentimentBertModel, available_cores, cpu_name
 from sentiment.settings import Settings, StartupError
-from sentiment.tuning import Record, key, write
+from sentiment.tuning import Record, key, lookup, write
 
 MIN_AGREEMENT = 0.999
 CALL = 32  # texts per model call, in the order given, as a busy replica's calls hold them
@@ -112,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="folder or hub id (default: SENTIMENT_MODEL)")
     parser.add_argument("--texts", type=Path, help="calibration texts, one per line")
     parser.add_argument("--count", type=int, default=1024, help="bundled texts to use")
+    parser.add_argument(
+        "--if-missing", action="store_true", help="do nothing if this machine has a record"
+    )
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
@@ -129,13 +132,18 @@ def main(argv: list[str] | None = None) -> int:
     except StartupError as error:
         print(error, file=sys.stderr)
         return 2
+    cores = settings.num_threads or available_cores()
+    record_key = key(settings.model, settings.model_revision, settings.device, cpu_name(), cores)
+    if args.if_missing and (found := lookup(settings.tune_file, record_key)):
+        print(
+            f"sentiment.tune: {found.runtime} {found.precision} recorded here already ({found.why()})"
+        )
+        return 0
     print(f"{settings.model} on {cpu_name()}, {len(texts)} texts in calls of {CALL}:")
     rows = measure(settings, texts)
     record = choose(rows, len(texts))
-    cores = settings.num_threads or available_cores()
-    record_key = key(settings.model, settings.model_revision, settings.device, cpu_name(), cores)
     write(settings.tune_file, record_key, record)
-    print(f"recorded in {settings.tune_file}: {record.precision} ({record.why()})")
+    print(f"recorded in {settings.tune_file}: {record.runtime} {record.precision} ({record.why()})")
     print("replicas with SENTIMENT_RUNTIME and SENTIMENT_PRECISION auto (the defaults) run it here")
     return 0
 

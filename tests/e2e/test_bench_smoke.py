@@ -24,14 +24,18 @@ def test_benchmark_runs_end_to_end(tiny_model_dir: Path, tmp_path: Path) -> None
             "0.5",
             "--concurrency",
             "1",
-            "--precisions",
-            "fp32,int8",
+            "--engines",
+            "torch-fp32,torch-int8,onnxruntime-int8",
             "--out",
             str(tmp_path),
         ],
         cwd=ROOT,
-        # Served in fp32, so LitServe runs twice (fp32, int8), not a third time in the CPU's bf16.
-        env={**os.environ, "SENTIMENT_PRECISION": "fp32"},
+        # Served in fp32 (no tune record to write), LitServe in fp32 and torch's fastest here.
+        env={
+            **os.environ,
+            "SENTIMENT_PRECISION": "fp32",
+            "SENTIMENT_ONNX_CACHE_DIR": str(tmp_path),
+        },
         capture_output=True,
         text=True,
         timeout=300,
@@ -43,6 +47,7 @@ def test_benchmark_runs_end_to_end(tiny_model_dir: Path, tmp_path: Path) -> None
         "GET /router",
         "POST /classify",
         "POST /classify/batch",
+        "POST /classify beside batch load",
         "baseline POST /classify",
         "litserve POST /predict (fp32)",
     ):
@@ -52,8 +57,13 @@ def test_benchmark_runs_end_to_end(tiny_model_dir: Path, tmp_path: Path) -> None
     # The model's own rate on what a replica holds: random batches of 32 and of its largest call.
     assert set(results["in_process"]["replica_ceilings"]) == {"32", "256"}
     assert all(rate > 0 for rate in results["in_process"]["replica_ceilings"].values())
-    assert "the model alone on random batches of 32 in fp32" in results["targets"][0]
-    assert {"fp32", "int8"} <= {f["precision"] for f in results["in_process"]["precisions"]}
+    assert "the model alone on random batches of 32 in torch-fp32" in results["targets"][0]
+    engines = {f["precision"] for f in results["in_process"]["precisions"]}
+    assert {"torch-fp32", "torch-int8", "onnxruntime-int8"} <= engines
+    assert any(
+        line.startswith(("met  POST /classify beside", "MISS POST /classify beside"))
+        for line in results["targets"]
+    )
     assert results["replica_memory_mb"] and all(results["replica_memory_mb"].values())
     assert (tmp_path / "results.png").stat().st_size > 10_000
     assert "| target |" in (tmp_path / "results.md").read_text()

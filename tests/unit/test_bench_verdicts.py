@@ -1,6 +1,6 @@
 """The benchmark's verdicts (bench/__main__.py): what each target is measured against."""
 
-from bench.__main__ import Run, targets_met
+from bench.__main__ import LONE, Run, targets_met
 
 
 def run(target: str, rps: float) -> Run:
@@ -22,16 +22,31 @@ def in_process(**changes: object) -> dict:
     }
 
 
-def test_litserve_is_compared_in_the_precision_the_service_runs() -> None:
-    # A CPU where int8 beats native bf16: the limit is int8's, the service runs bf16.
-    limit = in_process(best_precision="int8", batch1_precision="int8", limit_sentences_per_s=150.0)
+def test_litserve_is_compared_as_its_users_run_it_in_torchs_fastest_precision() -> None:
+    # A CPU where int8 is torch's fastest: LitServe's int8 pipeline, not its bf16 one, is the bar.
+    limit = in_process(litserve_precision="int8", limit_sentences_per_s=150.0)
     runs = [
         run("GET /router", 80.0),
         run("litserve POST /predict (bf16)", 40.0),
         run("litserve POST /predict (int8)", 100.0),
     ]
     (verdict,) = [line for line in targets_met(limit, runs, [32]) if "LitServe" in line]
-    assert verdict == "met  GET /router at c32: 2.00x LitServe's requests/s in bf16 (goal 2x)"
+    assert verdict == "MISS GET /router at c32: 0.80x LitServe's requests/s in int8 (goal 2x)"
+
+
+def test_a_lone_text_beside_batches_is_held_to_two_model_calls() -> None:
+    # Random batches of 256 at 256 sentences/s: one call of the configured size takes 1 s.
+    limit = in_process(replica_ceilings={"32": 140.0, "256": 256.0})
+
+    def lone(p50_ms: float, errors: int = 0) -> str:
+        cell = Run(LONE, 1, 10.0, 10, 10, errors, p50_ms, p50_ms, p50_ms, 0.0)
+        (line,) = [line for line in targets_met(limit, [cell], [1]) if LONE in line]
+        return line
+
+    assert lone(1500).startswith(f"met  {LONE}: p50 1500 ms")
+    assert "one model call of 256 texts in-process 1000 ms" in lone(1500)
+    assert lone(2500).startswith("MISS")
+    assert lone(500, errors=3).startswith("MISS")
 
 
 def test_a_missed_cell_says_what_the_model_alone_does_on_its_batches() -> None:

@@ -75,7 +75,10 @@ def test_tune_records_the_fastest_precision_that_agrees(
         assert candidate in out
     (saved,) = json.loads(path.read_text()).values()
     assert saved["agreement"] >= tune.MIN_AGREEMENT and saved["texts"] == 24
-    assert f"recorded in {path}: {saved['precision']}" in out
+    assert f"recorded in {path}: {saved['runtime']} {saved['precision']}" in out
+    # Asked again only if missing: nothing is measured.
+    assert tune.main(["--model", str(tiny_model_dir), "--texts", str(texts), "--if-missing"]) == 0
+    assert "recorded here already" in capsys.readouterr().out
     model = SentimentBertModel(
         str(tiny_model_dir),
         num_threads=1,
