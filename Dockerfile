@@ -51,6 +51,7 @@ ENV RAY_SERVE_ENABLE_HA_PROXY=1 \
 # the record of `python -m sentiment.tune` (run it in the container: docs, Docker).
 ENV HF_HOME=/cache/huggingface \
     SENTIMENT_TUNE_FILE=/cache/sentiment-serve/tune.json \
+    SENTIMENT_ONNX_CACHE_DIR=/cache/sentiment-serve/onnx \
     RAY_AUTH_MODE=disabled \
     RAY_USAGE_STATS_ENABLED=0 \
     SENTIMENT_HTTP_HOST=0.0.0.0 \

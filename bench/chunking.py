@@ -4,12 +4,14 @@ whole corpus sorted), in-process, as one padded chunk and as predict_batch's len
     python -m bench.chunking [--model DIR] [--precision auto] [--sizes 32,64,128,256] [--pads 16]
     python -m bench.chunking --lanes 1,2 --sizes 32,256
     python -m bench.chunking --lanes 1,2 --sizes 32,64,256 --compile
+    python -m bench.chunking --budgets 256,512,1024,2048 --sizes 32,256
 
 The figures behind SENTIMENT_MAX_BATCH_SIZE's default, PAD_MULTIPLE (each forward pass padded to a
 multiple of it: `--pads 1,16` compares exact widths with it), SENTIMENT_MAX_CONCURRENT_BATCHES
 (`--lanes 2`: each batch's texts split in two calls run side by side, each on a share of the
 cores, against one call on all of them) and the README's "why the targets are missed". Every batch
-is drawn fresh, as a server meets them. `--compile` times the same again after `torch.compile`
+is drawn fresh, as a server meets them. `--budgets` times padding-free calls cut at each token
+budget (TOKEN_BUDGET, sentiment/model.py). `--compile` times the same again after `torch.compile`
 (why the service does not compile: README, Performance).
 """
 
@@ -42,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pads", default=str(model_module.PAD_MULTIPLE), help="pad multiples")
     parser.add_argument("--lanes", default="", help="calls side by side: time predict_batch")
     parser.add_argument("--compile", action="store_true", help="then again, torch.compile'd")
+    parser.add_argument("--budgets", default="", help="token budgets of a padding-free call")
     args = parser.parse_args(argv)
     ensure_model(args.model)
     model = SentimentBertModel(args.model, num_threads=available_cores(), precision=args.precision)
@@ -50,6 +53,15 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(0)
     print(f"{model.describe()}; random corpus texts, sentences/s")
     model.predict_batch(texts[:64])  # warm up
+    if args.budgets:
+        model.chunk_size = max(int(s) for s in args.sizes.split(","))  # the budget alone cuts
+        for size in (int(s) for s in args.sizes.split(",")):
+            rates = []
+            for budget in (int(b) for b in args.budgets.split(",")):
+                model.token_budget = budget
+                rates.append(f"budget {budget} {random_batches(model, texts, size, 1, rng):6.1f}")
+            print(f"calls of {size:3d} texts, padding-free: " + ", ".join(rates))
+        return 0
     if args.lanes:
         sizes = [int(s) for s in args.sizes.split(",")]
         counts = [int(n) for n in args.lanes.split(",")]

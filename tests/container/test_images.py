@@ -1,6 +1,6 @@
 """The Docker images, built and run for real: `python -m pytest tests/container -s` (or `make test-container`).
 
-Needs a Docker engine (here: ../shared/tools/docker-local.sh up) and CPU torch for the build: a wheel in
+Needs a Docker engine and CPU torch for the build: a wheel in
 docker/wheels/ or TORCH_INDEX_URL. Skipped, with the reason, where no engine answers. Containers use
 host networking and loopback ports of their own; every container is removed in a finally.
 """
@@ -46,7 +46,7 @@ def engine_answers() -> bool:
 
 pytestmark = pytest.mark.skipif(
     not engine_answers(),
-    reason="no Docker engine answers here (../shared/tools/docker-local.sh up starts one)",
+    reason="no Docker engine answers here (start one, then run make test-container)",
 )
 
 

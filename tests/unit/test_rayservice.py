@@ -1,8 +1,8 @@
 """deploy/kubernetes/rayservice.yaml, checked as a Kubernetes API server and the KubeRay operator would.
 
-No cluster runs here. KubeRay's own RayService CRD (../shared/kuberay/, see its README) gives the
-schema an API server applies: unknown fields refused except where the schema preserves them, and
-int-or-string fields taking either. The operator then applies its own rules (ray-project/kuberay,
+No cluster runs here. KubeRay's own RayService CRD (vendored in deploy/kubernetes/kuberay/, with its
+license and source) gives the schema an API server applies: unknown fields refused except where the
+schema preserves them, and int-or-string fields taking either. The operator then applies its own rules (ray-project/kuberay,
 ray-operator/controllers/ray/utils/validation.go and the RayCluster webhook); operator_errors()
 restates the ones a RayService like ours can break.
 """
@@ -19,7 +19,7 @@ from jsonschema import Draft7Validator
 from tests.helpers import rayservice
 
 ROOT = Path(__file__).resolve().parents[2]
-CRD = ROOT.parent / "shared" / "kuberay" / "ray.io_rayservices.yaml"
+CRD = ROOT / "deploy" / "kubernetes" / "kuberay" / "ray.io_rayservices.yaml"
 # validation.go: MaxRayClusterNameLength (53) minus the 6 characters KubeRay appends for the cluster.
 MAX_RAYSERVICE_NAME = 47
 DNS_1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
@@ -46,8 +46,6 @@ def strict(node: Any) -> Any:
 @pytest.fixture(scope="module")
 def validator() -> Draft7Validator:
     """A validator for KubeRay's ray.io/v1 RayService schema."""
-    if not CRD.exists():
-        pytest.fail(f"KubeRay's CRD is not at {CRD}: this repository expects ../shared beside it")
     crd = yaml.safe_load(CRD.read_text())
     (v1,) = [version for version in crd["spec"]["versions"] if version["name"] == "v1"]
     return Draft7Validator(strict(v1["schema"]["openAPIV3Schema"]))
