@@ -214,11 +214,18 @@ def stop() -> int:
     HAProxy left behind."""
     soft_stop_haproxy()
     ray_cli = Path(sys.executable).parent / "ray"
-    done = subprocess.run([str(ray_cli), "stop", "--force"], check=False)
+    done = subprocess.run(
+        [str(ray_cli), "stop", "--force"], check=False, capture_output=True, text=True
+    )
     stopped = stop_haproxy()
-    if stopped:
-        print(f"stopped {stopped} HAProxy process(es) that Ray left running")
-    return done.returncode
+    said = (done.stdout + done.stderr).strip().splitlines()
+    if done.returncode:  # what went wrong, whole
+        print("\n".join(said), file=sys.stderr)
+        return done.returncode
+    # `ray stop` names every process it kills; its last line says how many.
+    left = f"; stopped {stopped} HAProxy process(es) Ray left running" if stopped else ""
+    print(f"ray stop: {said[-1] if said else 'done'}{left}")
+    return 0
 
 
 def serve_api(method: str, body: dict | None = None) -> dict:

@@ -129,9 +129,13 @@ def head(tiny_model_dir: Path) -> Iterator[Head]:
             logs=Path(temp_dir) / "session_latest" / "logs",
         )
     finally:
-        # `ray stop` and the HAProxy it leaves behind, as `make down` does.
-        run([sys.executable, "-m", "sentiment.deploy", "stop"], env, timeout=120)
+        # `ray stop` and the HAProxy it leaves behind, as `make down` does: in one line.
+        stopped = run([sys.executable, "-m", "sentiment.deploy", "stop"], env, timeout=120)
         shutil.rmtree(temp_dir, ignore_errors=True)
+    assert stopped.returncode == 0, stopped.stderr
+    assert stopped.stdout.startswith("ray stop: ") and stopped.stdout.count("\n") == 1, (
+        stopped.stdout
+    )
 
 
 def check_both_apps(head: Head) -> None:
