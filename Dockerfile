@@ -1,5 +1,5 @@
 # The serving image: a Ray head with both apps of serve_config.yaml, CPU-only torch.
-#   docker build --network host -t sentiment-serve .            (see README: Docker)
+#   docker build --network host -t sentiment-serve .            (see docs/deployment.md, Docker)
 #   docker run --rm --network host --shm-size=2g -v $PWD/models/tiny:/models/tiny:ro \
 #       -e SENTIMENT_MODEL=/models/tiny sentiment-serve
 FROM python:3.11-slim-bookworm

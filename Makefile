@@ -87,6 +87,6 @@ tune: install  ## time every runtime and precision here, record the fastest that
 bench-precision: install  ## every precision in-process: speed, latency, agreement with fp32 (MODEL=DIR)
 	$(BIN)/python -m bench.precision $(if $(MODEL),--model $(MODEL))
 
-sizing: install  ## one replica at 1 to 32 clients (~7 min), then the capacity table (README: Sizing)
+sizing: install  ## one replica at 1 to 32 clients (~7 min), then the capacity table (docs/deployment.md, Sizing)
 	$(BIN)/python -m bench --concurrency 1,2,4,8,16,32 --seconds 8 --no-peers --out bench/results/scaling
 	$(BIN)/python -m bench.capacity --results bench/results/scaling/results.json

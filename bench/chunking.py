@@ -9,10 +9,10 @@ whole corpus sorted), in-process, as one padded chunk and as predict_batch's len
 The figures behind SENTIMENT_MAX_BATCH_SIZE's default, PAD_MULTIPLE (each forward pass padded to a
 multiple of it: `--pads 1,16` compares exact widths with it), SENTIMENT_MAX_CONCURRENT_BATCHES
 (`--lanes 2`: each batch's texts split in two calls run side by side, each on a share of the
-cores, against one call on all of them) and the README's "why the targets are missed". Every batch
+cores, against one call on all of them) and the verdicts of docs/performance.md. Every batch
 is drawn fresh, as a server meets them. `--budgets` times padding-free calls cut at each token
 budget (TOKEN_BUDGET, sentiment/model.py). `--compile` times the same again after `torch.compile`
-(why the service does not compile: README, Performance).
+(why the service does not compile: docs/speed.md).
 """
 
 import argparse

@@ -13,7 +13,7 @@ model call, and the answering of one half competes for the cores with the other 
 after a batch answers, the next one waits, up to `wait_s`, until as many more items are queued as
 the last batch held: the replies go out and the requests come back while the model is idle, and the
 clients ride one model call together. A lone caller never waits: one item queued is as many as
-its last batch held (measured with bench/, see the README's Performance section).
+its last batch held (measured with bench/, see docs/speed.md).
 
 Why lone texts first, then round-robin: a batch is cut by taking every waiting one-item request
 first, then one item from each other waiting request in turn. A lone text so joins the next model
@@ -28,7 +28,7 @@ HTTP in the process, two calls of half a batch side by side on a core each ran 1
 one call of the whole batch on both cores did (`python -m bench.chunking --lanes 2,1`). A call
 that starts with nothing else running or queued gets every core (a lone text answers as fast as
 the model can), and nothing starts beside it: a call started beside it would take a core from its
-threads mid-call. See the README's Performance section for the served figures.
+threads mid-call. docs/performance.md has the served figures.
 """
 
 import asyncio

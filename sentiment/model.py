@@ -254,8 +254,8 @@ class SentimentBertModel:
         self.num_threads = num_threads or available_cores()
         # Load on one core: a parallel region here (int8's quantization runs one) would leave this
         # thread an OpenMP team of its own, and a replica runs the model on another thread (its
-        # lane's). With two teams libgomp stops spinning between calls, and every call is slower:
-        # served int8, GET /router at one client p50 22.4 -> 15.8 ms (README: Performance).
+        # lane's). With two teams libgomp stops spinning between calls, and every call is slower
+        # (`python -m bench --concurrency 1 --engines torch-int8 --no-peers` shows it served).
         self.use_threads(1)
         self.name = model
         self.device = torch.device(device)

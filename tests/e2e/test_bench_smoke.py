@@ -1,6 +1,6 @@
 """A smoke run of the load benchmark (tiny model, short steps): the harness keeps working.
 
-It measures nothing worth reading; the figures come from `make bench` (README: Performance).
+It measures nothing worth reading; the figures come from `make bench` (docs/speed.md).
 """
 
 import json
@@ -68,7 +68,7 @@ def test_benchmark_runs_end_to_end(tiny_model_dir: Path, tmp_path: Path) -> None
     assert (tmp_path / "results.png").stat().st_size > 10_000
     assert "| target |" in (tmp_path / "results.md").read_text()
     assert done.stdout.rstrip().endswith((tmp_path / "results.md").read_text().rstrip())
-    # The capacity model reads the same file (README: Sizing).
+    # The capacity model reads the same file (docs/deployment.md, Sizing).
     capacity = subprocess.run(
         [sys.executable, "-m", "bench.capacity", "--results", str(tmp_path / "results.json"), "--p99-ms", "10000"],
         cwd=ROOT, capture_output=True, text=True, timeout=60,

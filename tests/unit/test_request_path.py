@@ -78,7 +78,7 @@ def test_an_unexpected_error_is_a_generic_500_and_still_logged(client, lines):
 
 def test_every_dependency_runs_on_the_event_loop():
     """FastAPI runs a plain `def` dependency in its thread pool: a thread hop on every request,
-    which cost /classify about a tenth of its rate on 2 cores (README, Performance)."""
+    which cost /classify about a tenth of its rate on 2 cores (docs/speed.md)."""
     declared = [*api.router.dependencies, *CLASSIFYING["dependencies"]]
     assert declared
     for depends in declared:
