@@ -29,6 +29,7 @@ WORKDIR /app
 COPY pyproject.toml ray.env serve_config.yaml serve_with_rayserve.py serve_with_fastapi.py \
      test_local_http_endpoint.py ./
 COPY sentiment/ sentiment/
+COPY sentiment_ops/ sentiment_ops/
 COPY docker/entrypoint.sh /usr/local/bin/sentiment-serve
 COPY docker/healthcheck.py /usr/local/bin/sentiment-healthcheck
 RUN pip install --no-deps -e . && chown -R app /app

@@ -36,18 +36,18 @@ up: install  ## start a Ray head (if none) with ray.env's fast path and deploy b
 	fi; \
 	$(BIN)/python serve_with_rayserve.py && $(BIN)/python serve_with_fastapi.py && exit 0; \
 	if [ -n "$$started" ]; then echo "deploy failed: stopping the head this started"; \
-		$(BIN)/python -m sentiment.deploy stop >/dev/null; fi; \
+		$(BIN)/python -m sentiment_ops stop >/dev/null; fi; \
 	exit 1
 
 check: install  ## query both running apps over HTTP
 	$(BIN)/python test_local_http_endpoint.py
 
 status: install  ## one line per app on the running head (why, when it failed), then Serve's full status
-	-$(BIN)/python -m sentiment.deploy status
+	-$(BIN)/python -m sentiment_ops status
 	$(BIN)/serve status
 
 down: install  ## stop Ray (and with it every app, and the HAProxy Ray leaves) on this machine
-	$(BIN)/python -m sentiment.deploy stop
+	$(BIN)/python -m sentiment_ops stop
 
 test: install  ## lint, then run every test tier
 	$(BIN)/ruff check .

@@ -3,7 +3,7 @@
 import sys
 
 from sentiment.apps import ROUTER_APP
-from sentiment.deploy import deploy
+from sentiment_ops.deploy import deploy
 
 if __name__ == "__main__":
     sys.exit(deploy(ROUTER_APP))

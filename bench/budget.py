@@ -4,7 +4,7 @@
     python -m bench.budget --path /classify --concurrency 32 --seconds 20
 
 It starts the project as `make bench` does (ray.env, default settings), drives one endpoint, and
-reads every process's CPU time from /proc before and after: CPU milliseconds per answered request
+reads every process's CPU time (psutil) before and after: CPU milliseconds per answered request
 for HAProxy, the replica, the rest of Ray (and its busiest processes), and the load generator;
 beside them, the cores each used before the load, with no traffic (what runs on timers).
 Inside the replica, py-spy (shipped with Ray) samples the Python threads, and each sample is put in
@@ -14,7 +14,6 @@ did not sample is theirs, and is added to the model.
 """
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -23,12 +22,14 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bench.__main__ import ROOT, bench_env, measure, served
-from sentiment.corpus import corpus
-from sentiment.deploy import processes
-from sentiment.testing import ensure_model
+import psutil
 
-TICKS = os.sysconf("SC_CLK_TCK")
+from bench.harness import ROOT
+from bench.load import bench_env, measure, served_apps
+from sentiment.corpus import corpus
+from sentiment.testing import ensure_model
+from sentiment_ops.deploy import processes
+
 # (category, code that marks it), tried from the innermost frame outwards.
 CATEGORIES = [
     # py-spy names a frame `function (file:line)`.
@@ -46,10 +47,10 @@ CATEGORIES = [
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU seconds a process has used so far (0 if it is gone)."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    return times.user + times.system
 
 
 def serving_processes() -> dict[int, str]:
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     target = "GET /router" if args.path == "/router" else "POST /classify"
     texts = corpus(2000)
     spy = Path(sys.executable).parent / "py-spy"
-    with served(model_dir, env) as url, tempfile.TemporaryDirectory() as tmp:
+    with served_apps(model_dir, env) as url, tempfile.TemporaryDirectory() as tmp:
         measure(target, url + args.path, texts, args.concurrency, 3)  # warm up
         procs = serving_processes()
         app = "router" if args.path == "/router" else "classifier"

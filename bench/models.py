@@ -13,8 +13,8 @@ import time
 
 import httpx
 
-from bench.__main__ import ROOT, bench_env, served
-from bench.precision import percentile
+from bench.harness import ROOT, percentile
+from bench.load import bench_env, served_apps
 from sentiment.corpus import corpus
 from sentiment.testing import ensure_model
 
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     model_dir = args.model or ensure_model(ROOT / "models" / "full", "full")
     texts = corpus(2000)[: args.requests]
     env = {**bench_env(), "SENTIMENT_MODELS": f"second={model_dir}"}
-    with served(model_dir, env) as url, httpx.Client(timeout=60) as client:
+    with served_apps(model_dir, env) as url, httpx.Client(timeout=60) as client:
         lone_texts(client, url, texts[:50], None)  # warm up
         alone = lone_texts(client, url, texts, None)
         lone_texts(client, url, texts[:50], "second")  # loads it

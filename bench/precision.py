@@ -20,6 +20,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from bench.harness import percentile
 from sentiment.corpus import corpus
 from sentiment.model import SentimentBertModel, available_cores, cpu_flags, cpu_name
 from sentiment.settings import Settings
@@ -75,14 +76,6 @@ class Figures:
     def safe(self) -> bool:
         """Say whether its labels agree with fp32's often enough to serve it."""
         return self.agreement >= AGREEMENT_GOAL
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Return the q-th percentile (0-100), nearest-rank; 0 for no values."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
 def throughput(model: SentimentBertModel, texts: list[str], seconds: float) -> float:

@@ -11,16 +11,16 @@ fi
 DASHBOARD_HOST=${RAY_DASHBOARD_HOST:-127.0.0.1}
 DASHBOARD_PORT=${RAY_DASHBOARD_PORT:-8265}
 DASHBOARD=http://127.0.0.1:$DASHBOARD_PORT
-# Where `serve` and `python -m sentiment.deploy drain` find Serve's REST API.
+# Where `serve` and `python -m sentiment_ops drain` find Serve's REST API.
 export RAY_DASHBOARD_ADDRESS=$DASHBOARD
 
 stop() {
     echo "sentiment-serve: draining: new requests get 503 + Retry-After, taken ones are answered"
     # The apps refuse new work (and /healthcheck says 503) and this returns once what they took
     # is answered. Removing the apps instead would drop their routes at once: 404s meanwhile.
-    python -m sentiment.deploy drain || true
+    python -m sentiment_ops drain || true
     # HAProxy's listeners closed first (clients see a refused connection), then `ray stop`.
-    python -m sentiment.deploy stop >/dev/null || true
+    python -m sentiment_ops stop >/dev/null || true
     echo "sentiment-serve: stopped"
     exit 0
 }

@@ -4,7 +4,8 @@ import argparse
 import json
 import sys
 
-from sentiment.inputs import ClientError, check_text
+from sentiment.errors import ClientError
+from sentiment.inputs import check_text
 from sentiment.settings import Settings, StartupError
 
 

@@ -1,12 +1,12 @@
-"""Every setting of sentiment-serve, in one place: a typed object whose defaults come from env vars."""
+"""Every setting of sentiment-serve, in one place: typed, each also the env var SENTIMENT_<FIELD>
+(pydantic-settings)."""
 
-import os
 import re
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MODEL = "distilbert-base-uncased-finetuned-sst-2-english"
 # The id a request uses for SENTIMENT_MODEL (or gets when it names no model).
@@ -14,7 +14,7 @@ DEFAULT_MODEL_ID = "default"
 MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 ENV_PREFIX = "SENTIMENT_"
-# The user_config key, beside the tunable settings, that `python -m sentiment.deploy drain` sets
+# The user_config key, beside the tunable settings, that `python -m sentiment_ops drain` sets
 # (see the apps' reconfigure).
 DRAINING = "draining"
 # Ray Serve's fast-path flags, for the environment of `ray start` (see the file's own comments).
@@ -33,165 +33,167 @@ class StartupError(RuntimeError):
     """Something to fix before anything can start; the message is one line that says what."""
 
 
-def _env(name: str, default: Any) -> Callable[[], Any]:
-    """Make a default factory that reads SENTIMENT_<NAME>, falling back to `default`."""
-    return lambda: os.environ.get(ENV_PREFIX + name, default)
+# A setting a running replica can change without reloading its model (its deployment's
+# user_config; see sentiment.replica's reconfigure).
+TUNABLE = {"tunable": True}
 
 
-class Settings(BaseModel):
+class Settings(BaseSettings):
     """What the model and the apps need; each field is also the env var SENTIMENT_<FIELD>."""
 
-    # validate_default: values from env vars are strings until validated like any other.
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, protected_namespaces=(), validate_default=True
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="forbid", frozen=True, protected_namespaces=()
     )
 
     model: str = Field(
-        default_factory=_env("MODEL", DEFAULT_MODEL),
+        default=DEFAULT_MODEL,
         description="Model hub id or local folder saved with save_pretrained.",
     )
     model_revision: str | None = Field(
-        default_factory=_env("MODEL_REVISION", None),
+        default=None,
         description="Hub revision (branch, tag or commit) to pin; ignored for folders.",
     )
     device: str = Field(
-        default_factory=_env("DEVICE", "cpu"),
+        default="cpu",
         description="Torch device: cpu, or cuda where a GPU is present.",
     )
-    # auto: bf16 where the hardware does it natively (3x fp32 on an AMX CPU, same labels; run
-    # `python -m bench.precision --model DIR` on your own model before trusting any precision).
+    # auto: what `python -m sentiment.tune` measured fastest here, checked against fp32; without
+    # its record, bf16 where the hardware does it natively (`python -m bench.precision` compares).
     precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = Field(
-        default_factory=_env("PRECISION", "auto"),
+        default="auto",
         description="Weights and math: auto (bf16 on hardware with native bf16, else fp32), fp32,"
         " bf16, fp16, or int8 (dynamic int8 linear layers, CPU only).",
     )
     tune_file: Path = Field(
-        default_factory=_env("TUNE_FILE", CACHE_HOME / "tune.json"),
+        default=CACHE_HOME / "tune.json",
         description="Where `python -m sentiment.tune` records the fastest precision per model and"
         " CPU, and where precision auto reads it.",
     )
     runtime: Literal["auto", "torch", "onnxruntime"] = Field(
-        default_factory=_env("RUNTIME", "auto"),
+        default="auto",
         description="What runs the model: auto (what `python -m sentiment.tune` measured fastest"
         " here, else torch), torch, or onnxruntime (exported once, cached in"
         " SENTIMENT_ONNX_CACHE_DIR; fp32 or int8).",
     )
     onnx_cache_dir: Path = Field(
-        default_factory=_env("ONNX_CACHE_DIR", CACHE_HOME / "onnx"),
+        default=CACHE_HOME / "onnx",
         description="Where ONNX Runtime exports are cached (`python -m sentiment.ort` prepares one).",
     )
     padding_free: bool = Field(
-        default_factory=_env("PADDING_FREE", True),
+        default=True,
         description="Run DistilBERT, BERT and RoBERTa models without padding (every text's tokens"
         " in one row, attention per text); false, or any other architecture: padded calls of"
         " texts grouped by length.",
     )
     num_threads: int = Field(
-        default_factory=_env("NUM_THREADS", 0),
+        default=0,
         ge=0,
         description="Torch threads per replica; 0 uses every core this process may run on.",
     )
-    # Two: on this 2-core machine, two calls side by side on a core each served more than one call on
-    # both (`python -m bench --concurrency 1,8,32` with 1 and 2, req/s: GET /router c32 140 / 156,
-    # POST /classify c32 115 / 126, batch c32 198 / 254 texts/s); a call with nothing beside it
-    # still gets every core, so a lone text is as fast (router c1 p50 19.9 / 20.3 ms).
+    # Two: on 2 cores, two calls side by side on a core each served more than one call on both
+    # (`python -m bench --concurrency 1,8,32` with 1 and 2; `python -m bench.chunking --lanes 1,2`
+    # in-process); a call with nothing beside it still gets every core, so a lone text is as fast.
     max_concurrent_batches: int = Field(
-        default_factory=_env("MAX_CONCURRENT_BATCHES", 2),
+        default=2,
         ge=1,
         description="Most model calls a replica runs at once, each in a thread of its own on a"
         " share of the threads (never more calls than threads).",
     )
-    # 256: the more texts a model call holds, the closer in length its chunks are. Random corpus
-    # texts, bf16, in-process (`python -m bench.chunking`): 207 sentences/s in calls of 32, 256 of
-    # 128, 298 of 256 (the length-sorted limit is ~310). Under load the batch endpoint fills them.
+    # 256: under load the batch endpoint fills calls this large, and a large call wastes least
+    # (`python -m bench.chunking --sizes 32,128,256` compares).
     max_batch_size: int = Field(
-        default_factory=_env("MAX_BATCH_SIZE", 256),
+        default=256,
         ge=1,
         le=512,
         description="Most queued texts one model call takes (split into forward passes of <= 32).",
+        json_schema_extra=TUNABLE,
     )
     # After a batch answers, the next waits up to this long for that batch's callers to come back
-    # (sentiment/batching.py); a lone caller never waits. `python -m bench --concurrency 1,8,32`,
-    # side by side, req/s at 0 / 0.02 / 0.04 s: GET /router c8 88 / 105 / 107, c32 128 / 139 / 129;
-    # POST /classify c8 72 / 80 / 98, c32 93 / 95 / 112; c1 p50 the same. Traffic that does not
-    # come back (many independent callers) pays up to this much per batch.
+    # (sentiment/batching.py); a lone caller never waits (`python -m bench --concurrency 1,8,32`
+    # with SENTIMENT_BATCH_WAIT_TIMEOUT_S=0 and 0.02 compares). Traffic that does not come back
+    # (many independent callers) pays up to this much per batch.
     batch_wait_timeout_s: float = Field(
-        default_factory=_env("BATCH_WAIT_TIMEOUT_S", 0.02),
+        default=0.02,
         ge=0,
         le=1,
         description="After a batch answers, how long the next one waits for its callers to come"
         " back before it runs anyway (a lone caller never waits).",
+        json_schema_extra=TUNABLE,
     )
     max_text_chars: int = Field(
-        default_factory=_env("MAX_TEXT_CHARS", 20_000),
+        default=20_000,
         ge=2,
         description="Longest text accepted (413 above it); shorter long texts are truncated.",
+        json_schema_extra=TUNABLE,
     )
     max_batch_texts: int = Field(
-        default_factory=_env("MAX_BATCH_TEXTS", 256),
+        default=256,
         ge=1,
         description="Most texts one POST /classify/batch may carry (413 above it).",
+        json_schema_extra=TUNABLE,
     )
     # 10 s: a third of the proxy's request timeout, so what a replica admits is answered in time.
     max_queue_s: float = Field(
-        default_factory=_env("MAX_QUEUE_S", 10.0),
+        default=10.0,
         gt=0,
         description="Most seconds of queued work (texts, at the replica's measured rate) a replica"
         " admits; past it a request gets 503 with Retry-After.",
+        json_schema_extra=TUNABLE,
     )
-    # 60 s: a full batch of the longest texts takes a few seconds on 2 cores in fp32; a call
-    # this long means a wedged model or device, not a busy one.
+    # 60 s: far past a full call of the longest texts in fp32; a call this long means a wedged
+    # model or device, not a busy one.
     stuck_after_s: float = Field(
-        default_factory=_env("STUCK_AFTER_S", 60.0),
+        default=60.0,
         gt=0,
         description="A model call running longer than this fails the replica's health check"
         " (Serve then replaces the replica).",
+        json_schema_extra=TUNABLE,
     )
     log_format: Literal["text", "json"] = Field(
-        default_factory=_env("LOG_FORMAT", "text"),
+        default="text",
         description="Replica log lines as text, or as one JSON object per line.",
     )
     # 30 s: far past any batch the caps allow, yet a stuck request does not hold a client forever.
     request_timeout_s: float = Field(
-        default_factory=_env("REQUEST_TIMEOUT_S", 30.0),
+        default=30.0,
         gt=0,
         description="Seconds before Serve's proxy gives up on a request (408) when the scripts start Serve.",
     )
     http_host: str = Field(
-        default_factory=_env("HTTP_HOST", "127.0.0.1"),
+        default="127.0.0.1",
         description="Where Serve's proxy listens when the entry scripts start Serve.",
     )
     http_port: int = Field(
-        default_factory=_env("HTTP_PORT", 8000),
+        default=8000,
         ge=1,
         le=65535,
         description="Port of Serve's proxy when the entry scripts start Serve.",
     )
     # An allow-list, never an id from a client: a request can only name a model listed here.
-    models: dict[str, str] = Field(
-        default_factory=_env("MODELS", ""),
+    models: Annotated[dict[str, str], NoDecode] = Field(
+        default={},
         description="More models a request may name, as comma-separated id=folder-or-hub-id pairs"
         f" (the default model, SENTIMENT_MODEL, is always there as id {DEFAULT_MODEL_ID!r}).",
     )
-    # 3: Serve's own default; each full-size DistilBERT holds ~260 MB (bf16 half that).
+    # 3: Serve's own default; each model's weights are held once per replica (`GET /models`).
     max_models_per_replica: int = Field(
-        default_factory=_env("MAX_MODELS_PER_REPLICA", 3),
+        default=3,
         ge=1,
         description="Most models from SENTIMENT_MODELS one replica holds besides the default"
         " (the least recently used is unloaded).",
     )
-    api_keys: tuple[str, ...] = Field(
-        default_factory=_env("API_KEYS", ""),
+    api_keys: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
         description="Comma-separated keys; when set, every classifying route needs"
         " Authorization: Bearer <key>. Empty: no key needed.",
         repr=False,
     )
     api_keys_file: Path | None = Field(
-        default_factory=_env("API_KEYS_FILE", None),
+        default=None,
         description="A file of keys, one per line (# comments), added to SENTIMENT_API_KEYS.",
     )
-    cors_origins: tuple[str, ...] = Field(
-        default_factory=_env("CORS_ORIGINS", ""),
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
         description="Comma-separated browser origins allowed to call the Classifier app (CORS),"
         " or * for any. Empty: no CORS headers.",
     )
@@ -243,6 +245,15 @@ class Settings(BaseModel):
         return self.api_keys + tuple(key for key in found if key and not key.startswith("#"))
 
     @classmethod
+    def model_validate(cls, obj: Any, **options: Any) -> "Settings":
+        """Validate a dict over the environment, as Settings(**obj) does: Serve builds an app
+        builder's args (a config file's `args`) with model_validate, and the SENTIMENT_* variables
+        of the process that builds the app must still count for the fields the args leave out."""
+        if isinstance(obj, dict) and not options:
+            return cls(**obj)
+        return super().model_validate(obj, **options)
+
+    @classmethod
     def from_env(cls) -> "Settings":
         """The settings from SENTIMENT_* env vars, or a StartupError naming each bad one."""
         try:
@@ -253,3 +264,9 @@ class Settings(BaseModel):
                 for e in error.errors()
             )
             raise StartupError(f"bad setting: {bad}") from None
+
+
+# The settings a running replica takes in place (its deployment's user_config).
+TUNABLES = tuple(
+    name for name, field in Settings.model_fields.items() if field.json_schema_extra == TUNABLE
+)

@@ -1,4 +1,5 @@
-"""Deploy one app onto the running Ray head: the body of serve_with_rayserve.py and serve_with_fastapi.py."""
+"""Deploy one app onto the running Ray head (the body of serve_with_rayserve.py and
+serve_with_fastapi.py), and operate the head: status, drain, stop (with the HAProxy Ray leaves)."""
 
 import argparse
 import contextlib
@@ -14,12 +15,25 @@ import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 
+import psutil
+
 from sentiment.settings import DRAINING, Settings, StartupError
 
 # What Serve's status puts before our model's load failures (the class, named where it lives).
 MODEL_LOAD_ERROR = "sentiment.model.ModelLoadError: "
 
 
+# What the scripts print once an app is up.
+EXAMPLES = {
+    "router": ["GET  {url}/router?txt=i+like+you"],
+    "classifier": [
+        "GET  {url}/test",
+        "GET  {url}/healthcheck",
+        "POST {url}/classify?input_text=i+like+you",
+        'POST {url}/classify/batch   {{"texts": ["i like you", "i do not"]}}',
+        "docs {url}/docs",
+    ],
+}
 NO_HEAD = (
     "error: no Ray head is running here: start one with `ray start --head`"
     " (or set RAY_ADDRESS to a head), then run this again"
@@ -79,7 +93,7 @@ def deploy(app_name: str) -> int:
     from ray import serve
     from ray.exceptions import ActorAlreadyExistsError
 
-    from sentiment.apps import BUILDERS, EXAMPLES, ROUTE_PREFIXES
+    from sentiment.apps import BUILDERS, ROUTE_PREFIXES
 
     try:
         settings = Settings.from_env()
@@ -139,12 +153,9 @@ def status() -> int:
 def processes() -> dict[int, list[str]]:
     """The command line of every process on this machine that this user may read, by pid."""
     found = {}
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            argv = (proc / "cmdline").read_bytes().rstrip(b"\0").split(b"\0")
-        except OSError:
-            continue  # gone meanwhile, or not ours to read
-        found[int(proc.name)] = [arg.decode(errors="replace") for arg in argv]
+    for process in psutil.process_iter(["cmdline"]):
+        if process.info["cmdline"]:  # None or empty: not ours to read, or a kernel thread
+            found[process.pid] = process.info["cmdline"]
     return found
 
 
@@ -357,9 +368,9 @@ def drain(timeout_s: float) -> int:
 
 
 def main(argv: list[str]) -> int:
-    """python -m sentiment.deploy stop|status|drain: what `make down`, `make status` and the
+    """python -m sentiment_ops stop|status|drain: what `make down`, `make status` and the
     container's stop run."""
-    parser = argparse.ArgumentParser(prog="python -m sentiment.deploy")
+    parser = argparse.ArgumentParser(prog="python -m sentiment_ops")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("stop", help="stop Ray on this machine, and the HAProxy Ray leaves")
     commands.add_parser("status", help="one line per app on the running head")
@@ -371,7 +382,3 @@ def main(argv: list[str]) -> int:
     if args.command == "drain":
         return drain(args.timeout)
     return stop() if args.command == "stop" else status()
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

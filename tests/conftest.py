@@ -15,8 +15,8 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 # Tests never reach for the model hub; they build their own models.
 os.environ["HF_HUB_OFFLINE"] = "1"
 # Only now: importing sentiment imports transformers, whose hub client reads HF_HUB_OFFLINE once.
+from bench.harness import quiet_port
 from sentiment.settings import ray_env
-from tests.helpers import quiet_port
 
 # Every Ray the tests start runs in the default mode, Serve's fast path (unless the caller says
 # otherwise, e.g. RAY_SERVE_ENABLE_HA_PROXY=0 to test the Python proxy).
@@ -30,7 +30,7 @@ for _name in ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT"):
     os.environ.setdefault(_name, str(quiet_port()))
 
 TESTS = Path(__file__).parent
-TIERS = ("unit", "integration", "multinode", "e2e", "container")
+TIERS = ("unit", "cli", "integration", "multinode", "e2e", "container")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -1,75 +1,17 @@
 """Small helpers the test tiers share."""
 
-import random
-import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import yaml
 
+from bench.harness import wait_for
 from sentiment.model import SCORE_TOLERANCE
 
 CLIENTS = 4  # SteadyLoad's client threads
-
-
-# Ports free_port handed out: the kernel may hand a port out again as soon as its probe socket
-# closes, and two of a Ray head's ports drawn one after the other then clash.
-HANDED_OUT: set[int] = set()
-
-
-def free_port() -> int:
-    """Return a loopback port nobody listens on right now, and not one handed out before."""
-    for _ in range(100):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if port not in HANDED_OUT:
-            HANDED_OUT.add(port)
-            return port
-    raise RuntimeError("no loopback port left that was not handed out before")
-
-
-# Ray's worker processes take ports 10002-19999; the kernel hands out its ephemeral range (32768
-# and up on Linux) to anything that binds port 0. Between them, nothing takes a port by chance.
-QUIET_PORTS = range(20_000, 32_768)
-
-
-def quiet_port() -> int:
-    """Return a port free on every interface, outside Ray's worker ports and the ephemeral range:
-    for a port chosen long before it is bound (a session's HAProxy stats port), which a port from
-    free_port() could meanwhile be handed to any process binding port 0."""
-    rng = random.Random()
-    for _ in range(200):
-        port = rng.choice(QUIET_PORTS)
-        with socket.socket() as sock:
-            try:
-                sock.bind(("0.0.0.0", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {QUIET_PORTS}")
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    """Poll `condition` until it holds, failing with `what` after `timeout_s` (never a bare sleep)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if condition():
-                return
-        except (httpx.HTTPError, OSError):
-            pass
-        time.sleep(0.25)
-    raise TimeoutError(f"gave up after {timeout_s:.0f} s waiting for {what}")
-
-
-def answers(url: str) -> bool:
-    """Say whether a GET of `url` answers 200."""
-    return httpx.get(url, timeout=5).status_code == 200
 
 
 def assert_prediction(answer: dict, text: str | None = None) -> None:

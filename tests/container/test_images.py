@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import free_port, wait_for
+from bench.harness import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = shutil.which("docker", path="/usr/bin") or shutil.which("docker") or "docker"

@@ -4,13 +4,12 @@
 The head is isolated: its own temp dir and ports, on loopback only.
 """
 
+import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,9 +19,10 @@ import httpx
 import pytest
 import yaml
 
-from sentiment.deploy import PYTHON_PROXY, haproxy_binds, processes
+from bench.harness import answers, free_port, start_head, stop_head, wait_for
 from sentiment.testing import build_model
-from tests.helpers import SteadyLoad, answers, free_port, gone, wait_for
+from sentiment_ops.deploy import PYTHON_PROXY, haproxy_binds, processes
+from tests.helpers import SteadyLoad, gone
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent  # the venv's ray and serve commands
@@ -94,7 +94,7 @@ def test_make_up_without_a_model_fails_in_seconds_and_leaves_no_head(tmp_path: P
         left = gcs_servers() - before
     finally:
         if gcs_servers() - before:  # what a broken `make up` left: stop it as `make down` does
-            run([sys.executable, "-m", "sentiment.deploy", "stop"], env, timeout=120)
+            run([sys.executable, "-m", "sentiment_ops", "stop"], env, timeout=120)
     assert not left
     assert done.returncode != 0
     assert "Traceback" not in done.stderr
@@ -103,35 +103,27 @@ def test_make_up_without_a_model_fails_in_seconds_and_leaves_no_head(tmp_path: P
 
 
 @pytest.fixture(scope="module")
-def head(tiny_model_dir: Path) -> Iterator[Head]:
-    """`ray start --head` in its own temp dir and ports; `ray stop` afterwards, whatever happened."""
-    # Short: Ray's unix sockets live under the temp dir and their paths are capped near 107 bytes.
-    temp_dir = tempfile.mkdtemp(prefix="ray-e2e-", dir="/tmp")
-    gcs_port, dashboard_port, http_port, metrics_port = (free_port() for _ in range(4))
+def ray_head(tiny_model_dir: Path) -> Iterator[Head]:
+    """`ray start --head` in its own temp dir and ports; `make down`'s stop afterwards, whatever
+    happened, which says one line."""
+    dashboard_port, http_port, metrics_port = (free_port() for _ in range(3))
     # The builders read SENTIMENT_* where they run: on the head, for serve deploy and serve run.
     env = user_env(tiny_model_dir, SENTIMENT_HTTP_PORT=str(http_port))
-    start = [
-        str(BIN / "ray"), "start", "--head", "--num-cpus=3", "--disable-usage-stats",
-        f"--temp-dir={temp_dir}", "--node-ip-address=127.0.0.1", f"--port={gcs_port}",
-        f"--ray-client-server-port={free_port()}", "--dashboard-host=127.0.0.1",
-        f"--dashboard-port={dashboard_port}", f"--metrics-export-port={metrics_port}",
-    ]  # fmt: skip
+    ray_head = start_head(
+        env, 3, "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
+        f"--metrics-export-port={metrics_port}",
+    )  # fmt: skip
     try:
-        started = run(start, env)
-        assert started.returncode == 0, started.stdout + started.stderr
-        # With a custom temp dir, `address="auto"` finds the head only through RAY_ADDRESS.
         yield Head(
-            env={**env, "RAY_ADDRESS": f"127.0.0.1:{gcs_port}"},
+            env=ray_head.env,
             http_url=f"http://127.0.0.1:{http_port}",
             dashboard_url=f"http://127.0.0.1:{dashboard_port}",
             http_port=http_port,
             metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
-            logs=Path(temp_dir) / "session_latest" / "logs",
+            logs=ray_head.temp_dir / "session_latest" / "logs",
         )
     finally:
-        # `ray stop` and the HAProxy it leaves behind, as `make down` does: in one line.
-        stopped = run([sys.executable, "-m", "sentiment.deploy", "stop"], env, timeout=120)
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        stopped = stop_head(ray_head)
     assert stopped.returncode == 0, stopped.stderr
     assert stopped.stdout.startswith("ray stop: ") and stopped.stdout.count("\n") == 1, (
         stopped.stdout
@@ -147,7 +139,25 @@ def check_both_apps(head: Head) -> None:
     assert "0 failed" in done.stdout
 
 
-def test_the_two_scripts_deploy_both_apps(head: Head) -> None:
+@pytest.fixture
+def head(ray_head: Head) -> Head:
+    """The head with both apps up as the scripts deploy them: deployed again only where a test
+    before this one took them down, drained them or locked them with keys, so each test stands
+    alone and in any order."""
+    head = ray_head
+    router, healthy = f"{head.http_url}/router?txt=hi", f"{head.http_url}/healthcheck"
+    with contextlib.suppress(httpx.HTTPError):
+        if answers(router) and answers(healthy):
+            return head
+    for script in ("serve_with_rayserve.py", "serve_with_fastapi.py"):
+        done = run([sys.executable, script], head.env)
+        assert done.returncode == 0, done.stderr
+    wait_for(lambda: answers(router) and answers(healthy), 60, "both apps")
+    return head
+
+
+def test_the_two_scripts_deploy_both_apps(ray_head: Head) -> None:
+    head = ray_head
     router = run([sys.executable, "serve_with_rayserve.py"], head.env)
     assert router.returncode == 0, router.stderr
     assert f"{head.http_url}/router?txt=i+like+you" in router.stdout
@@ -352,7 +362,7 @@ def test_serve_deploy_of_a_missing_model_leaves_the_running_version_answering(
         statuses.append(httpx.get(f"{head.http_url}/router?txt=still+here", timeout=30).status_code)
         time.sleep(0.25)
     # One line per app, the reason first, where Serve's own status buries it in a traceback.
-    summary = run([sys.executable, "-m", "sentiment.deploy", "status"], head.env, timeout=60)
+    summary = run([sys.executable, "-m", "sentiment_ops", "status"], head.env, timeout=60)
     print(f"\nbad deploy failed in {failed_in:.1f} s; /router meanwhile {set(statuses)}")
     print(summary.stdout)
     assert set(statuses) == {200}
@@ -412,7 +422,7 @@ def test_drain_refuses_new_requests_and_returns_once_the_taken_ones_are_answered
         lambda: answers(health) and answers(f"{head.http_url}/router?txt=hi"), 120, "both apps"
     )
     env = {**head.env, "RAY_DASHBOARD_ADDRESS": head.dashboard_url}
-    drain = [sys.executable, "-m", "sentiment.deploy", "drain"]
+    drain = [sys.executable, "-m", "sentiment_ops", "drain"]
 
     def classifier() -> dict:
         apps = httpx.get(f"{head.dashboard_url}/api/serve/applications/", timeout=30).json()
@@ -568,4 +578,4 @@ def test_models_and_keys_through_the_scripts_and_the_config(head: Head, tmp_path
     deployed = run([str(BIN / "serve"), "deploy", str(locked), "-a", head.dashboard_url], head.env)
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     wait_for(lambda: models_and_keys_answer(head, "config-key"), 120, "the config's key and models")
-    # The last test of the module: the head's apps stay locked until its fixture stops it.
+    # The head's apps stay locked: the `head` fixture deploys them again for any test after this.

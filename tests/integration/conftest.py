@@ -8,10 +8,10 @@ import ray
 from ray import serve
 from ray.serve import RunTarget
 
+from bench.harness import free_port
 from sentiment.apps import BUILDERS, ROUTE_PREFIXES
-from sentiment.deploy import http_options, stop_haproxy
 from sentiment.settings import Settings
-from tests.helpers import free_port
+from sentiment_ops.deploy import http_options, stop_haproxy
 from tests.integration.deployments import replicas
 
 # Small caps, so the over-cap cases stay cheap to send.

@@ -7,8 +7,8 @@ import httpx
 import pytest
 from ray import serve
 
-from sentiment.apps import TEST_TEXT
 from sentiment.model import SentimentBertModel
+from sentiment.replica import TEST_TEXT
 from sentiment.settings import Settings
 from sentiment.testing import WORDS
 from tests.helpers import assert_prediction, assert_same_prediction

@@ -7,8 +7,9 @@ import httpx
 import ray
 from ray import serve
 
+from bench.harness import wait_for
 from sentiment.settings import Settings
-from tests.helpers import CLIENTS, SteadyLoad, wait_for
+from tests.helpers import CLIENTS, SteadyLoad
 from tests.integration.conftest import REQUEST_TIMEOUT_S
 from tests.integration.deployments import Faulty, deployed, replicas, running_replicas
 

@@ -3,13 +3,15 @@
 import http.client
 import json
 from collections import Counter
+from collections.abc import Iterator
 from urllib.parse import quote_from_bytes
 
 import httpx
 import pytest
-import ray
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from tests.integration.deployments import replica_names
 
 FIGURES: Counter[str] = Counter()
 PROFILE = settings(
@@ -26,19 +28,14 @@ json_values = st.recursive(
 )
 
 
-def replica_names() -> set[str]:
-    """Name every live Serve replica actor."""
-    return {
-        a["name"]
-        for a in ray.util.list_named_actors(all_namespaces=True)
-        if a["name"].startswith("SERVE_REPLICA::")
-    }
-
-
-@pytest.fixture(scope="module")
-def replicas_before(base_url: str) -> set[str]:
-    """The replicas alive before the hostile input."""
-    return replica_names()
+@pytest.fixture(autouse=True)
+def no_replica_restarted(base_url: str) -> Iterator[None]:
+    """Each test's hostile input is answered (cases counted) and restarts no replica."""
+    before, cases = replica_names(), FIGURES["cases"]
+    yield
+    print(f"\nhostile input so far: {dict(FIGURES)}")
+    assert FIGURES["cases"] > cases, "no case reached the server"
+    assert replica_names() >= before, "a replica was restarted"
 
 
 def check(response: httpx.Response) -> None:
@@ -52,16 +49,14 @@ def check(response: httpx.Response) -> None:
 
 @PROFILE
 @given(text=st.text(max_size=300))
-def test_any_unicode_text(base_url: str, replicas_before: set[str], text: str) -> None:
+def test_any_unicode_text(base_url: str, text: str) -> None:
     check(httpx.get(f"{base_url}/router", params={"txt": text}, timeout=30))
     check(httpx.post(f"{base_url}/classify", json={"input_text": text}, timeout=30))
 
 
 @PROFILE
 @given(raw=st.binary(max_size=300))
-def test_any_bytes_in_the_query_string(
-    base_url: str, replicas_before: set[str], raw: bytes
-) -> None:
+def test_any_bytes_in_the_query_string(base_url: str, raw: bytes) -> None:
     query = quote_from_bytes(raw)
     check(httpx.get(f"{base_url}/router?txt={query}", timeout=30))
     check(httpx.post(f"{base_url}/classify?input_text={query}", timeout=30))
@@ -69,7 +64,7 @@ def test_any_bytes_in_the_query_string(
 
 @PROFILE
 @given(body=json_values, field=st.sampled_from(["input_text", "texts"]))
-def test_any_json_body(base_url: str, replicas_before: set[str], body: object, field: str) -> None:
+def test_any_json_body(base_url: str, body: object, field: str) -> None:
     path = "/classify" if field == "input_text" else "/classify/batch"
     for payload in (body, {field: body}):
         content = json.dumps(payload).encode()
@@ -90,9 +85,7 @@ def test_any_json_body(base_url: str, replicas_before: set[str], body: object, f
         ["application/json", "text/plain", "", "application/x-www-form-urlencoded"]
     ),
 )
-def test_any_bytes_as_a_body(
-    base_url: str, replicas_before: set[str], raw: bytes, content_type: str
-) -> None:
+def test_any_bytes_as_a_body(base_url: str, raw: bytes, content_type: str) -> None:
     headers = {"Content-Type": content_type} if content_type else {}
     check(httpx.post(f"{base_url}/classify", content=raw, headers=headers, timeout=30))
     check(httpx.post(f"{base_url}/classify/batch", content=raw, headers=headers, timeout=30))
@@ -129,11 +122,3 @@ def test_deeply_nested_and_huge_bodies(base_url: str) -> None:
     finally:
         connection.close()
     assert 400 <= status < 500, status
-
-
-def test_no_replica_was_restarted(replicas_before: set[str]) -> None:
-    print(
-        f"\nhostile input: {dict(FIGURES)}; replicas restarted: {len(replicas_before - replica_names())}"
-    )
-    assert FIGURES["cases"] > 400
-    assert replica_names() >= replicas_before

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import httpx
 from ray import serve
 
-from bench.precision import percentile
+from bench.harness import percentile, wait_for
 from sentiment.settings import Settings
 from tests.helpers import SteadyLoad
 from tests.integration.deployments import Faulty, deployed, replicas
@@ -116,14 +116,15 @@ def test_work_past_the_budget_gets_a_fast_503_with_retry_after(
         sender.start()
         try:
             # Nothing ahead of it: the big request is admitted, whatever its size.
-            time.sleep(2 * MODEL_CALL_S)
+            handle = serve.get_app_handle("budget")
+            wait_for(lambda: handle.held.remote().result(timeout_s=10) >= 4 + 64, 30, "admitted")
             asked = time.monotonic()
             refused = httpx.post(f"{url}/classify/batch", json={"texts": texts[:16]}, timeout=30)
             refused_in = time.monotonic() - asked
-            # A lone text is cut before the queued batch texts: they do not count against it.
-            lone = httpx.post(f"{url}/classify", json={"input_text": "a lone text"}, timeout=30)
             # The work ahead alone is past the budget: a batch is refused before its body is read.
             early, early_in = post_whose_body_never_comes(f"{url}/classify/batch", 5.0)
+            # A lone text is cut before the queued batch texts: they do not count against it.
+            lone = httpx.post(f"{url}/classify", json={"input_text": "a lone text"}, timeout=30)
         finally:
             sender.join(timeout=60)
         again = httpx.post(f"{url}/classify", json={"input_text": "drained"}, timeout=30)

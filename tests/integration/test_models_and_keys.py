@@ -29,7 +29,7 @@ from sentiment.settings import Settings
 from sentiment.testing import WORDS, build_model
 from tests.helpers import assert_same_prediction
 from tests.integration.deployments import deployed
-from tests.integration.test_openapi_fuzz import holds_to_its_openapi_document
+from tests.integration.fuzz import holds_to_its_openapi_document
 
 KEYS = ("first-test-key", "second-test-key")
 AUTH = {"Authorization": f"Bearer {KEYS[0]}"}

@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from bench.precision import percentile
+from bench.harness import percentile
 from tests.integration.deployments import replica_process, replicas
 
 SOAK_S = float(os.environ.get("SOAK_S", "15"))

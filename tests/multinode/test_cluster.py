@@ -17,11 +17,12 @@ import yaml
 from ray import serve
 from ray.cluster_utils import Cluster
 
+from bench.harness import answers, free_port, wait_for
 from sentiment.apps import CLASSIFIER_APP, ROUTE_PREFIXES, Classifier
-from sentiment.deploy import stop_haproxy
 from sentiment.model import SentimentBertModel
 from sentiment.settings import Settings
-from tests.helpers import CLIENTS, SteadyLoad, answers, assert_same_prediction, free_port, wait_for
+from sentiment_ops.deploy import stop_haproxy
+from tests.helpers import CLIENTS, SteadyLoad, assert_same_prediction
 from tests.integration.deployments import running_replicas
 
 ROOT = Path(__file__).resolve().parents[2]

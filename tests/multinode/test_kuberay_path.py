@@ -23,8 +23,9 @@ import httpx
 import pytest
 import yaml
 
-from sentiment.deploy import stop_haproxy
-from tests.helpers import SteadyLoad, answers, assert_prediction, free_port, rayservice, wait_for
+from bench.harness import answers, free_port, wait_for
+from sentiment_ops.deploy import stop_haproxy
+from tests.helpers import SteadyLoad, assert_prediction, rayservice
 
 BIN = Path(sys.executable).parent
 # Two pods, two addresses, both on loopback (`ray start` rewrites 127.0.0.1 itself to this

@@ -1,6 +1,7 @@
-"""The benchmark's verdicts (bench/__main__.py): what each target is measured against."""
+"""The benchmark's verdicts (bench/report.py): what each target is measured against."""
 
-from bench.__main__ import LONE, Run, targets_met
+from bench.load import LONE, Run
+from bench.report import targets_met
 
 
 def run(target: str, rps: float) -> Run:

@@ -1,7 +1,7 @@
 """The deploy module's pure parts: the drain's config sent to Serve's REST API, and the status line."""
 
-from sentiment.deploy import MODEL_LOAD_ERROR, drained, draining_config, pinned_size, reason
 from sentiment.model import ModelLoadError
+from sentiment_ops.deploy import MODEL_LOAD_ERROR, drained, draining_config, pinned_size, reason
 
 
 def details(

@@ -9,8 +9,8 @@ import yaml
 from ray.serve.schema import ServeDeploySchema
 
 from sentiment.apps import BUILDERS, DEPLOYMENT_OPTIONS, ROUTE_PREFIXES
-from sentiment.deploy import http_options
 from sentiment.settings import Settings, ray_env
+from sentiment_ops.deploy import http_options
 from tests.helpers import rayservice
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""What the FastAPI app does around every request: its log (sentiment.apps.RequestLog, a plain
+"""What the FastAPI app does around every request: its log (sentiment.http.RequestLog, a plain
 ASGI middleware: one line with the status and batch size, a generic 500 for anything unexpected),
 and no hop to a thread pool."""
 
@@ -6,10 +6,11 @@ import inspect
 import logging
 
 import pytest
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 
-from sentiment.apps import CLASSIFYING, RequestLog, _batch_sizes, api
+from sentiment.http import CLASSIFYING, RequestLog, check_query_encoding
+from sentiment.replica import batch_sizes
 
 
 class Lines(logging.Handler):
@@ -43,7 +44,7 @@ def client():
 
     @app.get("/ok")
     async def ok() -> dict:
-        sizes = _batch_sizes.get()  # what ServedModel's callers fill in
+        sizes = batch_sizes.get()  # what the replica's score fills in
         sizes.extend([3, 7])
         return {"ok": True}
 
@@ -79,7 +80,7 @@ def test_an_unexpected_error_is_a_generic_500_and_still_logged(client, lines):
 def test_every_dependency_runs_on_the_event_loop():
     """FastAPI runs a plain `def` dependency in its thread pool: a thread hop on every request,
     which cost /classify about a tenth of its rate on 2 cores (docs/speed.md)."""
-    declared = [*api.router.dependencies, *CLASSIFYING["dependencies"]]
+    declared = [Depends(check_query_encoding), *CLASSIFYING["dependencies"]]
     assert declared
     for depends in declared:
         assert inspect.iscoroutinefunction(depends.dependency), depends.dependency.__name__

@@ -1,4 +1,5 @@
-"""The command lines of the package, and the settings object."""
+"""The package's commands as a user types them, each in a fresh process (they load torch): the CLI,
+the stand-in and download commands, and what each says when something is wrong. No Ray."""
 
 import json
 import os
@@ -7,12 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-from pydantic import ValidationError
-
+from bench.harness import free_port
 from sentiment.model import SentimentBertModel
-from sentiment.settings import DEFAULT_MODEL, Settings
-from tests.helpers import assert_prediction, free_port
+from tests.helpers import assert_prediction
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,29 +67,6 @@ def test_testing_command_builds_a_loadable_model(tmp_path: Path) -> None:
     assert_prediction(
         SentimentBertModel(str(tmp_path / "m"), num_threads=1).predict("works"), "works"
     )
-
-
-def test_settings_defaults_env_and_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("SENTIMENT_MODEL", raising=False)
-    assert Settings().model == DEFAULT_MODEL
-    monkeypatch.setenv("SENTIMENT_MODEL", "/models/x")
-    monkeypatch.setenv("SENTIMENT_MAX_BATCH_SIZE", "16")
-    settings = Settings()
-    assert (settings.model, settings.max_batch_size) == ("/models/x", 16)
-    # Builder args (serve_config.yaml) win over the environment.
-    assert Settings.model_validate({"max_batch_size": 4}).max_batch_size == 4
-
-
-def test_settings_refuse_bad_values(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SENTIMENT_MAX_BATCH_SIZE", "lots")
-    with pytest.raises(ValidationError, match="max_batch_size"):
-        Settings()
-    with pytest.raises(ValidationError, match="no_such_setting"):
-        Settings.model_validate({"no_such_setting": 1})
-    with pytest.raises(ValidationError, match="log_format"):
-        Settings.model_validate({"log_format": "xml"})
-    with pytest.raises(ValidationError, match="request_timeout_s"):
-        Settings.model_validate({"request_timeout_s": 0})
 
 
 def test_download_saves_a_loadable_copy(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -183,9 +158,7 @@ def test_a_bad_setting_or_text_is_said_before_the_model_stack_loads(tiny_model_d
 
 def test_the_ops_commands_load_no_model_stack() -> None:
     # `make down` and the container's drain and stop on `docker stop` run these: torch costs ~3 s.
-    script = (
-        "import sys, sentiment.deploy; print(sorted({'torch', 'transformers'} & set(sys.modules)))"
-    )
+    script = "import sys, sentiment_ops.deploy; print(sorted({'torch', 'transformers'} & set(sys.modules)))"
     done = run("-c", script)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from sentiment.inputs import Unauthorized
+from sentiment.errors import Unauthorized
+from sentiment.http import check_api_key
 from sentiment.model import SentimentBertModel
 from sentiment.settings import Settings, StartupError
 from sentiment.testing import build_model
-from sentiment.web import check_api_key
 
 
 def test_models_and_keys_come_from_env_vars(
