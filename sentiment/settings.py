@@ -245,15 +245,6 @@ class Settings(BaseSettings):
         return self.api_keys + tuple(key for key in found if key and not key.startswith("#"))
 
     @classmethod
-    def model_validate(cls, obj: Any, **options: Any) -> "Settings":
-        """Validate a dict over the environment, as Settings(**obj) does: Serve builds an app
-        builder's args (a config file's `args`) with model_validate, and the SENTIMENT_* variables
-        of the process that builds the app must still count for the fields the args leave out."""
-        if isinstance(obj, dict) and not options:
-            return cls(**obj)
-        return super().model_validate(obj, **options)
-
-    @classmethod
     def from_env(cls) -> "Settings":
         """The settings from SENTIMENT_* env vars, or a StartupError naming each bad one."""
         try:

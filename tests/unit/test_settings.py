@@ -13,8 +13,10 @@ def test_settings_defaults_env_and_overrides(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("SENTIMENT_MAX_BATCH_SIZE", "16")
     settings = Settings()
     assert (settings.model, settings.max_batch_size) == ("/models/x", 16)
-    # Builder args (serve_config.yaml) win over the environment.
-    assert Settings.model_validate({"max_batch_size": 4}).max_batch_size == 4
+    # Builder args (serve_config.yaml; Serve validates them with model_validate) win over the
+    # environment, which still gives the fields they leave out.
+    built = Settings.model_validate({"max_batch_size": 4})
+    assert (built.max_batch_size, built.model) == (4, "/models/x")
 
 
 def test_settings_refuse_bad_values(monkeypatch: pytest.MonkeyPatch) -> None:
