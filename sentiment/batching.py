@@ -3,29 +3,30 @@
 Why not `@serve.batch`: its loop cuts the next batch as soon as the current one starts, then waits
 for the running one to finish (max_concurrent_batches=1). Under load, requests that arrive while the
 model runs are cut into batches of about one text, which queue behind each other, and batching
-never pays (measured with bench/: 240 of 277 batches held a single text at 32 concurrent
-requests). Here the next batch is cut only when the model is free, so its size follows the load.
+never pays (most batches held a single text at 32 concurrent requests: the replica's log line
+gives each request's batch size). Here the next batch is cut only when the model is free, so its
+size follows the load.
 
 Why wait for the callers just answered: under steady load from a fixed set of clients, the
 callers of one batch come back while the next batch runs, so batches alternate between two
-halves of the clients (9 and 23 texts, turn about, at 32 concurrent requests), each paying a
-model call, and the answering of one half competes for the cores with the other half's call. So
+halves of the clients (turn about, at 32 concurrent requests), each paying a model call, and the answering of one half competes for the cores with the other half's call. So
 after a batch answers, the next one waits, up to `wait_s`, until as many more items are queued as
 the last batch held: the replies go out and the requests come back while the model is idle, and the
 clients ride one model call together. A lone caller never waits: one item queued is as many as
-its last batch held (measured with bench/, see docs/speed.md).
+its last batch held (`python -m bench --concurrency 1,8,32` with SENTIMENT_BATCH_WAIT_TIMEOUT_S=0
+and the default compares).
 
 Why lone texts first, then round-robin: a batch is cut by taking every waiting one-item request
 first, then one item from each other waiting request in turn. A lone text so joins the next model
 call, however many requests wait, instead of queueing behind every text of the big requests ahead
-of it (first come, first served gave single-text clients 10 answers in 75 s beside six batch
-clients): it waits for a running call to end (bounded by max_batch_size) and for the lone texts
+of it (first come, first served starved single-text clients beside batch clients: the integration
+test of lone texts under load shows it): it waits for a running call to end (bounded by max_batch_size) and for the lone texts
 queued before it (`queued_lone`), which is what a replica's admission counts for it.
 
 Why lanes: under load, calls run side by side in `lanes` threads on a share of the cores each
 (one of two), where one call at a time on every core left the cores less busy: in-process, with no
-HTTP in the process, two calls of half a batch side by side on a core each ran 1.2x to 1.4x what
-one call of the whole batch on both cores did (`python -m bench.chunking --lanes 2,1`). A call
+HTTP in the process, two calls of half a batch side by side on a core each ran faster than one
+call of the whole batch on both cores (`python -m bench.chunking --lanes 2,1` compares). A call
 that starts with nothing else running or queued gets every core (a lone text answers as fast as
 the model can), and nothing starts beside it: a call started beside it would take a core from its
 threads mid-call. docs/performance.md has the served figures.
