@@ -83,7 +83,7 @@ class ContinuousBatcher(Generic[Item, Result]):
         self._worker: asyncio.Task[None] | None = None
         # A thread per lane, always the same one: torch's OpenMP keeps a team of threads per
         # calling thread, and a second team (a warm-up on another thread) made each call later
-        # slower (GET /router at concurrency 1: p50 24.8 ms against 17.7 ms, bench/). Only lane 0
+        # slower (`python -m bench --concurrency 1` shows a lone client's p50). Only lane 0
         # runs calls on every core (the lowest free lane is taken), so only it has a team. Given
         # threads (lane_threads) may be shared with other batchers: see there.
         self.lanes = list(lanes) if not isinstance(lanes, int) else lane_threads(lanes)
@@ -281,8 +281,8 @@ def lane_threads(count: int) -> list[ThreadPoolExecutor]:
     """One thread per lane. Batchers of one process (a replica's models) should share them: a
     second model's lane 0 is a second OpenMP team, and with two teams libgomp counts more threads
     than cores and stops spinning between parallel regions, so every model's calls ran slower
-    (`python -m bench.models`: a lone text 18.7 ms, then 26.2 and 25.4 ms once a second model had
-    run). Shared, a call of one model waits for the other's on the same thread instead."""
+    (`python -m bench.models` times a lone text before and after a second model has run). Shared,
+    a call of one model waits for the other's on the same thread instead."""
     return [
         ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{n}") for n in range(count)
     ]
