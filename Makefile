@@ -7,7 +7,8 @@ BIN := $(VENV)/bin
 export RAY_AUTH_MODE ?= disabled
 # Ray's usage-stats prompt and upload do nothing useful here.
 export RAY_USAGE_STATS_ENABLED ?= 0
-RAY_CPUS ?= $(shell nproc)
+# The head's CPUs for `make up` (default: every core this process may use).
+RAY_CPUS ?=
 
 .PHONY: help install up down status check test test-container image bench bench-precision tune sizing lint format tiny-model full-model clean
 
@@ -22,22 +23,12 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 
 install: $(BIN)/.installed  ## make .venv with the pinned dependencies and the project
 
-# The model is checked first (seconds, one line), then timed in every runtime and precision once per
-# machine (sentiment.tune; skipped once recorded), and a head this target started is stopped again
-# when a deploy fails, so a failed `make up` leaves nothing running.
+# sentiment_ops up: the model checked first (seconds, one line), then timed in every runtime and
+# precision once per machine (sentiment.tune; skipped once recorded), a head started with ray.env's
+# flags unless one runs here, both apps deployed; a head it started is stopped again when a deploy
+# fails, so a failed `make up` leaves nothing running.
 up: install  ## start a Ray head (if none) with ray.env's fast path and deploy both apps; honours SENTIMENT_MODEL
-	@$(BIN)/python -m sentiment --check
-	@$(BIN)/python -m sentiment.tune --if-missing
-	@started=; \
-	if ! $(BIN)/ray status >/dev/null 2>&1; then \
-		(set -a && . ./ray.env && set +a && $(BIN)/ray start --head --num-cpus=$(RAY_CPUS) \
-			--dashboard-host=127.0.0.1 --metrics-export-port=8080 --disable-usage-stats) || exit 1; \
-		started=1; \
-	fi; \
-	$(BIN)/python serve_with_rayserve.py && $(BIN)/python serve_with_fastapi.py && exit 0; \
-	if [ -n "$$started" ]; then echo "deploy failed: stopping the head this started"; \
-		$(BIN)/python -m sentiment_ops stop >/dev/null; fi; \
-	exit 1
+	@$(BIN)/python -m sentiment_ops up $(if $(RAY_CPUS),--num-cpus=$(RAY_CPUS))
 
 check: install  ## query both running apps over HTTP
 	$(BIN)/python test_local_http_endpoint.py

@@ -2,8 +2,7 @@
 
 import sys
 
-from sentiment.apps import CLASSIFIER_APP
 from sentiment_ops.deploy import deploy
 
 if __name__ == "__main__":
-    sys.exit(deploy(CLASSIFIER_APP))
+    sys.exit(deploy("classifier"))  # an app of sentiment.apps.BUILDERS

@@ -2,8 +2,7 @@
 
 import sys
 
-from sentiment.apps import ROUTER_APP
 from sentiment_ops.deploy import deploy
 
 if __name__ == "__main__":
-    sys.exit(deploy(ROUTER_APP))
+    sys.exit(deploy("router"))  # an app of sentiment.apps.BUILDERS

@@ -42,8 +42,8 @@ from bench.precision import measure as measure_engines
 from bench.report import plot, table, targets_met, write_page
 from sentiment import tune
 from sentiment.corpus import corpus
-from sentiment.model import NATIVE_BF16_FLAGS, available_cores, choose_runtime, cpu_flags
-from sentiment.settings import Settings, ray_env
+from sentiment.model import NATIVE_BF16_FLAGS, choose_runtime, cpu_flags
+from sentiment.settings import Settings, available_cores, ray_env
 from sentiment.testing import ensure_model
 
 

@@ -28,7 +28,7 @@ from bench.harness import ROOT
 from bench.load import bench_env, measure, served_apps
 from sentiment.corpus import corpus
 from sentiment.testing import ensure_model
-from sentiment_ops.deploy import processes
+from sentiment_ops.head import processes
 
 # (category, code that marks it), tried from the innermost frame outwards.
 CATEGORIES = [

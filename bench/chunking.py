@@ -28,7 +28,8 @@ import torch
 from bench.precision import latencies
 from sentiment import model as model_module
 from sentiment.corpus import corpus
-from sentiment.model import SentimentBertModel, available_cores
+from sentiment.model import SentimentBertModel
+from sentiment.settings import available_cores
 from sentiment.testing import ensure_model
 
 ROOT = Path(__file__).resolve().parents[1]

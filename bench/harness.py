@@ -17,6 +17,8 @@ from pathlib import Path
 import httpx
 import psutil
 
+from sentiment_ops.head import start as ray_start
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -100,16 +102,15 @@ class Head:
 
 
 def start_head(env: dict[str, str], num_cpus: int, *options: str) -> Head:
-    """`ray start --head` as a user runs it (with `env`), on loopback; stop it with stop_head."""
+    """A Ray head started as `make up` starts one (sentiment_ops.head, with `env`), in a temp dir
+    and on loopback ports of its own; stop it with stop_head."""
     # Short: Ray's unix sockets live under the temp dir and their paths are capped near 107 bytes.
     temp_dir = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
     gcs_port = free_port()
-    command = [
-        str(BIN / "ray"), "start", "--head", f"--num-cpus={num_cpus}", "--disable-usage-stats",
-        f"--temp-dir={temp_dir}", "--node-ip-address=127.0.0.1", f"--port={gcs_port}",
-        f"--ray-client-server-port={free_port()}", *options,
-    ]  # fmt: skip
-    started = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    started = ray_start(
+        f"--num-cpus={num_cpus}", f"--temp-dir={temp_dir}", "--node-ip-address=127.0.0.1",
+        f"--port={gcs_port}", f"--ray-client-server-port={free_port()}", *options, env=env,
+    )  # fmt: skip
     # With a custom temp dir, `address="auto"` finds the head only through RAY_ADDRESS.
     head = Head({**env, "RAY_ADDRESS": f"127.0.0.1:{gcs_port}"}, temp_dir, gcs_port)
     if started.returncode:

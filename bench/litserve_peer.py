@@ -11,8 +11,8 @@ import litserve as ls
 import torch
 from transformers import pipeline
 
-from sentiment.model import DTYPES, available_cores
-from sentiment.settings import Settings
+from sentiment.model import DTYPES
+from sentiment.settings import Settings, available_cores
 
 
 class SentimentAPI(ls.LitAPI):

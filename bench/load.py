@@ -24,9 +24,8 @@ from bench.harness import (
     stop_tree,
     wait_for,
 )
-from sentiment.model import available_cores
-from sentiment.settings import ray_env
-from sentiment_ops.deploy import processes
+from sentiment.settings import available_cores, ray_env
+from sentiment_ops.head import processes
 
 BATCH_TEXTS = 32  # texts per POST /classify/batch request
 BESIDE_CLIENTS = 8  # batch clients that keep a replica busy while one client sends lone texts
@@ -202,7 +201,9 @@ def served_apps(model_dir: str, env: dict[str, str]) -> Iterator[str]:
     """Start a Ray head and both apps as a user would; stop Ray afterwards, whatever happened."""
     http_port = free_port()
     env = {**env, "SENTIMENT_MODEL": model_dir, "SENTIMENT_HTTP_PORT": str(http_port)}
-    head = start_head(env, available_cores(), "--include-dashboard=false")
+    head = start_head(
+        env, available_cores(), "--include-dashboard=false", f"--metrics-export-port={free_port()}"
+    )
     try:
         # Both scripts at once, as a user may run them (each deploys its own app).
         scripts = [

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from bench.harness import percentile
 from sentiment.corpus import corpus
-from sentiment.model import SentimentBertModel, available_cores, cpu_flags, cpu_name
-from sentiment.settings import Settings
+from sentiment.model import SentimentBertModel, cpu_flags, cpu_name
+from sentiment.settings import Settings, available_cores
 from sentiment.testing import ensure_model
 from sentiment.tune import agreement, timed
 

@@ -29,11 +29,11 @@ trap stop TERM INT
 # Fail in one line, before Ray starts, when the model cannot be had.
 python -m sentiment --check || exit 1
 
-# Serve's fast path (HAProxy ingress): the flags of ray.env, in the environment of `ray start`.
-set -a && . ./ray.env && set +a
-ray start --head --disable-usage-stats --num-cpus="${RAY_NUM_CPUS:-$(nproc)}" \
-    --port="${RAY_PORT:-6379}" --dashboard-host="$DASHBOARD_HOST" --dashboard-port="$DASHBOARD_PORT" \
-    --metrics-export-port="${RAY_METRICS_EXPORT_PORT:-8080}"
+# `ray start --head` as `make up` runs it: Serve's fast path (ray.env's flags) and every core the
+# container may use, unless RAY_NUM_CPUS says.
+python -m sentiment_ops start --port="${RAY_PORT:-6379}" --dashboard-host="$DASHBOARD_HOST" \
+    --dashboard-port="$DASHBOARD_PORT" --metrics-export-port="${RAY_METRICS_EXPORT_PORT:-8080}" \
+    ${RAY_NUM_CPUS:+--num-cpus="$RAY_NUM_CPUS"}
 # serve_config.yaml listens on 127.0.0.1; a container must answer on every interface. Serve takes
 # its proxy options once, when it starts: so from the config it starts with, not a later one.
 python - <<'PY'

@@ -18,7 +18,13 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 from transformers.utils import logging as transformers_logging
 
 from sentiment import ort, packing, tuning
-from sentiment.settings import DEFAULT_MODEL, DEFAULT_MODEL_ID, Settings, StartupError
+from sentiment.settings import (
+    DEFAULT_MODEL,
+    DEFAULT_MODEL_ID,
+    Settings,
+    StartupError,
+    available_cores,
+)
 
 # Most texts per forward pass inside predict_batch; a caller's batch is split into chunks.
 DEFAULT_CHUNK_SIZE = 32
@@ -223,11 +229,6 @@ def choose_runtime(
     if runtime == "auto":
         runtime = tuned.runtime if tuned else "torch"
     return runtime, *resolve_precision(precision, device, tuned, runtime)
-
-
-def available_cores() -> int:
-    """Count the cores this process may run on (not the machine's, under a CPU limit)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class SentimentBertModel:

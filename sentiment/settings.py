@@ -1,6 +1,7 @@
 """Every setting of sentiment-serve, in one place: typed, each also the env var SENTIMENT_<FIELD>
 (pydantic-settings)."""
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -27,6 +28,11 @@ def ray_env(path: Path = RAY_ENV_FILE) -> dict[str, str]:
     """Read ray.env's KEY=VALUE lines (no quoting, # comments), as `set -a; . ./ray.env` would."""
     lines = (line.strip() for line in path.read_text().splitlines())
     return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def available_cores() -> int:
+    """Count the cores this process may run on (not the machine's, under a CPU limit)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class StartupError(RuntimeError):

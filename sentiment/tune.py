@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from sentiment.corpus import corpus
-from sentiment.model import Prediction, SentimentBertModel, available_cores, cpu_name
-from sentiment.settings import Settings, StartupError
+from sentiment.model import Prediction, SentimentBertModel, cpu_name
+from sentiment.settings import Settings, StartupError, available_cores
 from sentiment.tuning import Record, key, lookup, write
 
 MIN_AGREEMENT = 0.999

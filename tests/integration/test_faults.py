@@ -17,8 +17,10 @@ from tests.integration.deployments import Faulty, deployed, replicas, running_re
 def test_a_killed_replica_is_replaced_and_only_its_requests_fail(
     base_url: str, settings: Settings
 ) -> None:
+    # Serve finds a dead replica at its next health check: every 10 s by default, every second
+    # here to keep the test short.
     with (
-        deployed("crash", settings, num_replicas=2),
+        deployed("crash", settings, num_replicas=2, health_check_period_s=1),
         SteadyLoad(f"{base_url}/crash/classify") as load,
     ):
         victim = replicas("crash")[0]
@@ -44,7 +46,7 @@ def test_a_killed_replica_is_replaced_and_only_its_requests_fail(
 def test_a_one_replica_app_comes_back_after_its_replica_dies(
     base_url: str, settings: Settings
 ) -> None:
-    with deployed("lonely", settings):
+    with deployed("lonely", settings, health_check_period_s=1):  # found sooner (see above)
         (victim,) = replicas("lonely")
         ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)
         wait_for(

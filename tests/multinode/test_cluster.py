@@ -21,7 +21,7 @@ from bench.harness import answers, free_port, wait_for
 from sentiment.apps import CLASSIFIER_APP, ROUTE_PREFIXES, Classifier
 from sentiment.model import SentimentBertModel
 from sentiment.settings import Settings
-from sentiment_ops.deploy import stop_haproxy
+from sentiment_ops.head import stop_haproxy
 from tests.helpers import CLIENTS, SteadyLoad, assert_same_prediction
 from tests.integration.deployments import running_replicas
 

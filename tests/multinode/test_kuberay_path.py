@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from bench.harness import answers, free_port, wait_for
-from sentiment_ops.deploy import stop_haproxy
+from sentiment_ops.head import stop_haproxy
 from tests.helpers import SteadyLoad, assert_prediction, rayservice
 
 BIN = Path(sys.executable).parent

@@ -1,7 +1,10 @@
-"""The deploy module's pure parts: the drain's config sent to Serve's REST API, and the status line."""
+"""The operations modules' pure parts: the drain's config sent to Serve's REST API, the status line, and
+the command and environment a head starts with."""
 
 from sentiment.model import ModelLoadError
+from sentiment.settings import ray_env
 from sentiment_ops.deploy import MODEL_LOAD_ERROR, drained, draining_config, pinned_size, reason
+from sentiment_ops.head import HEAD_DEFAULTS, RAY, head_command, head_env
 
 
 def details(
@@ -112,3 +115,22 @@ def test_the_status_line_strips_our_model_errors_class_name() -> None:
         f"Traceback ...\n  raise ...\n{MODEL_LOAD_ERROR}cannot load model 'x': no folder\n"
     )
     assert reason(serve_message) == "cannot load model 'x': no folder"
+
+
+def test_a_head_starts_with_the_projects_defaults_unless_told_otherwise() -> None:
+    command = head_command("--num-cpus=3", "--port=7000")
+    assert command[:3] == [RAY, "start", "--head"]
+    assert [part for part in command if part.startswith("--num-cpus")] == ["--num-cpus=3"]
+    assert f"--metrics-export-port={HEAD_DEFAULTS['--metrics-export-port']}" in command
+    assert "--dashboard-host=127.0.0.1" in command and "--port=7000" in command
+
+
+def test_a_head_gets_the_flags_of_ray_env_and_a_flag_set_by_hand_wins() -> None:
+    flags = ray_env()
+    env = head_env({"RAY_SERVE_ENABLE_HA_PROXY": "0", "PATH": "/bin"})
+    assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "0" and env["PATH"] == "/bin"
+    assert {
+        name: value for name, value in env.items() if name != "RAY_SERVE_ENABLE_HA_PROXY"
+    }.items() >= {
+        name: value for name, value in flags.items() if name != "RAY_SERVE_ENABLE_HA_PROXY"
+    }.items()
