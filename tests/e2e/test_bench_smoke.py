@@ -18,6 +18,7 @@ def test_benchmark_runs_end_to_end(tiny_model_dir: Path, tmp_path: Path) -> None
             sys.executable,
             "-m",
             "bench",
+            "--smoke",
             "--model",
             str(tiny_model_dir),
             "--seconds",

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from tests.helpers import SteadyLoad, gone
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent  # the venv's ray and serve commands
 COMMAND_TIMEOUT_S = 180
+SCRIPTS = ("serve_with_rayserve.py", "serve_with_fastapi.py")
 SERIES = [
     "ray_sentiment_texts_total",
     "ray_sentiment_truncated_texts_total",
@@ -54,6 +56,12 @@ def run(
 ) -> subprocess.CompletedProcess:
     """Run a command as a user would, from the repository root, bounded in time."""
     return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def run_scripts(env: dict[str, str]) -> list[subprocess.CompletedProcess]:
+    """Run both entry scripts at once, as from two terminals: each deploys only its own app."""
+    with ThreadPoolExecutor(len(SCRIPTS)) as pool:
+        return list(pool.map(lambda script: run([sys.executable, script], env), SCRIPTS))
 
 
 def user_env(tiny_model_dir: Path, **extra: str) -> dict[str, str]:
@@ -145,8 +153,7 @@ def head(ray_head: Head) -> Head:
     with contextlib.suppress(httpx.HTTPError):
         if answers(router) and answers(healthy):
             return head
-    for script in ("serve_with_rayserve.py", "serve_with_fastapi.py"):
-        done = run([sys.executable, script], head.env)
+    for done in run_scripts(head.env):
         assert done.returncode == 0, done.stderr
     wait_for(lambda: answers(router) and answers(healthy), 60, "both apps")
     return head
@@ -154,10 +161,9 @@ def head(ray_head: Head) -> Head:
 
 def test_the_two_scripts_deploy_both_apps(ray_head: Head) -> None:
     head = ray_head
-    router = run([sys.executable, "serve_with_rayserve.py"], head.env)
+    router, fastapi = run_scripts(head.env)
     assert router.returncode == 0, router.stderr
     assert f"{head.http_url}/router?txt=i+like+you" in router.stdout
-    fastapi = run([sys.executable, "serve_with_fastapi.py"], head.env)
     assert fastapi.returncode == 0, fastapi.stderr
     assert f"{head.http_url}/classify" in fastapi.stdout
     # The scripts have exited; the apps stay up.
@@ -495,6 +501,51 @@ def test_drain_refuses_new_requests_and_returns_once_the_taken_ones_are_answered
     assert answered_by <= running
 
 
+def models_and_keys_answer(head: Head, key: str) -> bool:
+    """Say whether both apps want `key` and the Classifier serves the 3-label model `three`."""
+    router = f"{head.http_url}/router"
+    if httpx.get(router, params={"txt": "hi"}, timeout=30).status_code != 401:
+        return False
+    auth = {"Authorization": f"Bearer {key}"}
+    if httpx.get(router, params={"txt": "hi"}, headers=auth, timeout=30).status_code != 200:
+        return False
+    body = {"inputs": "i like you", "model": "three"}
+    answer = httpx.post(f"{head.http_url}/predict", json=body, headers=auth, timeout=30)
+    return answer.status_code == 200 and len(answer.json()[0]) == 3
+
+
+def test_models_and_keys_through_the_scripts_and_the_config(ray_head: Head, tmp_path: Path) -> None:
+    head = ray_head  # whatever apps it has: the scripts deploy both
+    three = build_model(tmp_path / "three", labels={0: "NEGATIVE", 1: "NEUTRAL", 2: "POSITIVE"})
+    # The scripts: from the environment, as `make up` passes it.
+    env = {**head.env, "SENTIMENT_API_KEYS": "script-key", "SENTIMENT_MODELS": f"three={three}"}
+    for done in run_scripts(env):
+        assert done.returncode == 0, done.stderr
+    assert models_and_keys_answer(head, "script-key")
+    checked = run(
+        [
+            sys.executable,
+            "test_local_http_endpoint.py",
+            "--url",
+            head.http_url,
+            "--api-key",
+            "script-key",
+        ],
+        head.env,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    # serve_config.yaml: from each app's `args:`.
+    config = yaml.safe_load(config_for(head, tmp_path).read_text())
+    for app in config["applications"]:
+        app["args"] = {"api_keys": ["config-key"], "models": {"three": str(three)}}
+    locked = tmp_path / "locked.yaml"
+    locked.write_text(yaml.safe_dump(config))
+    deployed = run([str(BIN / "serve"), "deploy", str(locked), "-a", head.dashboard_url], head.env)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    wait_for(lambda: models_and_keys_answer(head, "config-key"), 120, "the config's key and models")
+    # The head's apps stay locked: the `head` fixture deploys them again for any test after this.
+
+
 def test_serve_run_of_the_config(ray_head: Head, tmp_path: Path) -> None:
     head = ray_head  # whatever apps it has: this starts from none
     config = config_for(head, tmp_path)
@@ -521,66 +572,9 @@ def test_serve_run_of_the_config(ray_head: Head, tmp_path: Path) -> None:
     finally:
         os.killpg(server.pid, signal.SIGINT)
         try:
-            # Its shutdown of the apps sometimes hangs: a second signal then, as a user would.
-            server.wait(timeout=20)
+            # Its shutdown of the apps sometimes hangs for a minute; last in this module, the
+            # head's stop takes them down anyway.
+            server.wait(timeout=5)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait(timeout=30)
-
-
-def models_and_keys_answer(head: Head, key: str) -> bool:
-    """Say whether both apps want `key` and the Classifier serves the 3-label model `three`."""
-    router = f"{head.http_url}/router"
-    if httpx.get(router, params={"txt": "hi"}, timeout=30).status_code != 401:
-        return False
-    auth = {"Authorization": f"Bearer {key}"}
-    if httpx.get(router, params={"txt": "hi"}, headers=auth, timeout=30).status_code != 200:
-        return False
-    body = {"inputs": "i like you", "model": "three"}
-    answer = httpx.post(f"{head.http_url}/predict", json=body, headers=auth, timeout=30)
-    return answer.status_code == 200 and len(answer.json()[0]) == 3
-
-
-def test_models_and_keys_through_the_scripts_and_the_config(ray_head: Head, tmp_path: Path) -> None:
-    head = ray_head  # whatever apps it has: the scripts deploy both
-    three = build_model(tmp_path / "three", labels={0: "NEGATIVE", 1: "NEUTRAL", 2: "POSITIVE"})
-    # The scripts: from the environment, as `make up` passes it.
-    env = {**head.env, "SENTIMENT_API_KEYS": "script-key", "SENTIMENT_MODELS": f"three={three}"}
-    # Both at once, as from two terminals: each script only updates its own app.
-    scripts = [
-        subprocess.Popen(
-            [sys.executable, script], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
-        )
-        for script in ("serve_with_rayserve.py", "serve_with_fastapi.py")
-    ]
-    try:
-        for script in scripts:
-            _, stderr = script.communicate(timeout=COMMAND_TIMEOUT_S)
-            assert script.returncode == 0, stderr
-    finally:
-        for script in scripts:
-            script.kill()  # a no-op on one that has exited
-            script.wait(timeout=30)
-    assert models_and_keys_answer(head, "script-key")
-    checked = run(
-        [
-            sys.executable,
-            "test_local_http_endpoint.py",
-            "--url",
-            head.http_url,
-            "--api-key",
-            "script-key",
-        ],
-        head.env,
-    )
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    # serve_config.yaml: from each app's `args:`.
-    config = yaml.safe_load(config_for(head, tmp_path).read_text())
-    for app in config["applications"]:
-        app["args"] = {"api_keys": ["config-key"], "models": {"three": str(three)}}
-    locked = tmp_path / "locked.yaml"
-    locked.write_text(yaml.safe_dump(config))
-    deployed = run([str(BIN / "serve"), "deploy", str(locked), "-a", head.dashboard_url], head.env)
-    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
-    wait_for(lambda: models_and_keys_answer(head, "config-key"), 120, "the config's key and models")
-    # The head's apps stay locked: the `head` fixture deploys them again for any test after this.
