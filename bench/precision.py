@@ -48,13 +48,11 @@ ENGINES = (
 def load(model_dir: str, engine: str) -> SentimentBertModel:
     """The model as an engine label says (RUNTIME-PRECISION[-padded])."""
     runtime, precision, *padded = engine.split("-")
-    return SentimentBertModel(
-        model_dir,
-        num_threads=available_cores(),
+    return SentimentBertModel.from_settings(
+        Settings(model=model_dir, num_threads=available_cores()),
         precision=precision,
         runtime=runtime,
         padding_free=not padded,
-        cache_dir=Settings().onnx_cache_dir,
         fall_back=False,
     )
 

@@ -8,7 +8,7 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypedDict
+from typing import Any, TypedDict
 from urllib.parse import urlparse
 
 import torch
@@ -343,23 +343,24 @@ class SentimentBertModel:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, model_id: str = DEFAULT_MODEL_ID
+        cls, settings: Settings, model_id: str = DEFAULT_MODEL_ID, **overrides: Any
     ) -> "SentimentBertModel":
         """Load the model the settings name (the default, or one of SENTIMENT_MODELS by id), in
-        the precision and on the device they say."""
+        the precision and on the device they say; `overrides` (the constructor's keywords) win,
+        as when sentiment.tune and the benchmark load each runtime and precision in turn."""
         default = model_id == DEFAULT_MODEL_ID
-        return cls(
-            settings.model if default else settings.models[model_id],
-            revision=settings.model_revision if default else None,
-            device=settings.device,
-            num_threads=settings.num_threads,
-            precision=settings.precision,
-            model_id=model_id,
-            padding_free=settings.padding_free,
-            tune_file=settings.tune_file,
-            runtime=settings.runtime,
-            cache_dir=settings.onnx_cache_dir,
-        )
+        options = {
+            "revision": settings.model_revision if default else None,
+            "device": settings.device,
+            "num_threads": settings.num_threads,
+            "precision": settings.precision,
+            "model_id": model_id,
+            "padding_free": settings.padding_free,
+            "tune_file": settings.tune_file,
+            "runtime": settings.runtime,
+            "cache_dir": settings.onnx_cache_dir,
+        }
+        return cls(settings.model if default else settings.models[model_id], **options | overrides)
 
     @property
     def runtime(self) -> str:

@@ -65,16 +65,8 @@ def measure(settings: Settings, texts: list[str], log=print) -> list[Row]:
     for runtime, precision in CANDIDATES[device]:
         name = f"{runtime} {precision}"
         try:
-            model = SentimentBertModel(
-                settings.model,
-                revision=settings.model_revision,
-                device=settings.device,
-                num_threads=settings.num_threads,
-                precision=precision,
-                padding_free=settings.padding_free,
-                runtime=runtime,
-                cache_dir=settings.onnx_cache_dir,
-                fall_back=False,
+            model = SentimentBertModel.from_settings(
+                settings, precision=precision, runtime=runtime, fall_back=False
             )
         except (ValueError, RuntimeError) as error:  # what this machine cannot run
             log(f"{name:17}: cannot run here ({str(error).splitlines()[0]})")

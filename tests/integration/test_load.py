@@ -15,7 +15,7 @@ from tests.helpers import SteadyLoad
 from tests.integration.deployments import Faulty, deployed, replicas
 
 MODEL_CALL_S = 0.2  # what the slowed model takes per call, whatever its size
-LOAD_S = 8
+LOAD_S = 12
 
 
 def post_whose_body_never_comes(url: str, timeout_s: float) -> tuple[int, float]:
@@ -85,7 +85,7 @@ def test_a_replica_whose_calls_outlast_the_health_timeout_is_not_replaced_while_
         serve.get_app_handle("long").slow_down.remote(2.5).result(timeout_s=30)
         before = replicas("long")
         with SteadyLoad(f"{url}/classify", clients=2, warm=2) as load:
-            time.sleep(LOAD_S)  # a health check every second, all while a call runs
+            time.sleep(LOAD_S)  # a dozen health checks, all while a call runs
             health = httpx.get(f"{url}/healthcheck", timeout=30)
         after = replicas("long")
     print(

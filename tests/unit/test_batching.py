@@ -4,6 +4,7 @@ import asyncio
 import random
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -14,6 +15,14 @@ def slow_double(items: list[int]) -> list[int]:
     """Stand in for a model call that takes a while."""
     time.sleep(0.05)
     return [2 * item for item in items]
+
+
+async def until(condition: Callable[[], object], timeout_s: float = 5.0) -> None:
+    """Wait until `condition()` holds, polling the event loop; fail after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not hold in time"
+        await asyncio.sleep(0.001)
 
 
 def test_each_caller_gets_its_own_answer_and_batches_grow_under_load() -> None:
@@ -96,7 +105,7 @@ def test_a_lone_item_is_not_queued_behind_a_big_request() -> None:
 
     async def run() -> tuple[int, bool]:
         big = asyncio.ensure_future(batcher.submit_many(list(range(160))))
-        await asyncio.sleep(0.01)  # the first batch of the big request is running
+        await until(lambda: batcher.running)  # the first batch of the big request runs
         assert await batcher.submit(1000) == 2000
         return len(batcher.batch_sizes), big.done()
 
@@ -120,7 +129,7 @@ def test_a_lone_item_rides_the_next_call_however_many_requests_wait() -> None:
         # Twelve requests of two items: three calls of four before each has had one item.
         requests = [batcher.submit_many([10 * n, 10 * n + 1]) for n in range(12)]
         waiting = asyncio.ensure_future(asyncio.gather(*requests))
-        await asyncio.sleep(0.01)  # the first call runs
+        await until(lambda: batcher.running)  # the first call runs
         lone = asyncio.ensure_future(batcher.submit(999))
         await asyncio.sleep(0)  # it is queued
         ahead = batcher.queued_lone, batcher.queued
@@ -169,7 +178,7 @@ def test_a_probe_runs_alone_between_batches() -> None:
 
     async def run() -> list:
         traffic = asyncio.gather(*(batcher.submit(n) for n in range(12)))
-        await asyncio.sleep(0.005)
+        await until(lambda: batcher.running)
         probe = await batcher.probe(exclusive, [-1], timeout_s=5)
         await traffic
         return probe
@@ -217,19 +226,19 @@ def test_a_probe_queued_behind_work_that_answers_is_no_failure_and_a_stale_one_n
         # Behind a call that answers while it waits: it times out in its own run, yet the model
         # answered meanwhile, so the replica is not failing.
         traffic = asyncio.create_task(batcher.submit(1))
-        await asyncio.sleep(0.05)
+        await until(lambda: batcher.running)
         with pytest.raises(TimeoutError):
             await batcher.probe(slow, [-1], timeout_s=0.4)
         seen.append(batcher.last_ok)
         await traffic
-        await asyncio.sleep(0.2)  # the started probe finishes
+        await until(lambda: [-1] in calls)  # the started probe finishes
         # Timed out before it started: dropped, not run later in front of traffic.
         traffic = asyncio.create_task(batcher.submit(2))
-        await asyncio.sleep(0.05)
+        await until(lambda: batcher.running)
         with pytest.raises(TimeoutError):
             await batcher.probe(slow, [-2], timeout_s=0.1)
         await traffic
-        await asyncio.sleep(0.4)
+        await asyncio.sleep(0.4)  # longer than a call: what never runs has had its chance
         return seen
 
     assert asyncio.run(run()) == [True]
@@ -337,7 +346,7 @@ def test_a_lone_call_gets_every_core_and_nothing_runs_beside_it() -> None:
 
     async def lone_then_more() -> list[int]:
         first = asyncio.ensure_future(batcher.submit(1))
-        await asyncio.sleep(0.01)  # the lone call runs: these arrive beside it
+        await until(lambda: batcher.running)  # the lone call runs: these arrive beside it
         rest = asyncio.gather(*(batcher.submit(n) for n in range(6)))
         return [await first, *await rest]
 
