@@ -7,6 +7,7 @@ import sys
 from sentiment.errors import ClientError
 from sentiment.inputs import check_text
 from sentiment.settings import Settings, StartupError
+from sentiment.source import check_available
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,14 +28,14 @@ def main(argv: list[str] | None = None) -> int:
             given = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
             # The same rule as the HTTP apps: an empty text is refused, not classified.
             texts = [check_text(text, f"text {n}", settings) for n, text in enumerate(given, 1)]
-        # Only now the model stack (torch and transformers: seconds to import), so that a bad
-        # setting or text is said at once.
-        from sentiment.model import SentimentBertModel
-
+        # The model checked before torch and transformers load (seconds), so that a bad setting,
+        # text or model is said at once.
+        check_available(settings.model, settings.model_revision)
         if args.check:
-            SentimentBertModel.check_available(settings.model, settings.model_revision)
             print(f"model {settings.model} is available")
             return 0
+        from sentiment.model import SentimentBertModel
+
         model = SentimentBertModel.from_settings(settings)
     except StartupError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -23,9 +23,9 @@ from sentiment.http import (
     error_response,
 )
 from sentiment.inputs import check_text
-from sentiment.model import SentimentBertModel
 from sentiment.replica import Replica
 from sentiment.settings import TUNABLES, Settings
+from sentiment.source import check_available
 
 ROUTER_APP = "router"
 CLASSIFIER_APP = "classifier"
@@ -96,9 +96,9 @@ def _prepare(settings: Settings) -> Settings:
     key file cannot be read: before Serve replaces any running replica, so a bad `serve deploy`
     leaves the running version answering, and in seconds, with one line. Return the settings with
     the key file's keys read in, so replicas on other machines need no copy of it."""
-    SentimentBertModel.check_available(settings.model, settings.model_revision)
+    check_available(settings.model, settings.model_revision)
     for source in settings.models.values():
-        SentimentBertModel.check_available(source)
+        check_available(source)
     if settings.api_keys_file is None:
         return settings
     return settings.model_copy(update={"api_keys": settings.keys(), "api_keys_file": None})

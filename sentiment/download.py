@@ -10,8 +10,8 @@ from pathlib import Path
 
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from sentiment.model import ModelLoadError, load_failure
 from sentiment.settings import Settings, StartupError
+from sentiment.source import ModelLoadError, load_failure
 
 
 def make_readable(folder: Path) -> None:

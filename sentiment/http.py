@@ -23,6 +23,7 @@ from ray import serve
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sentiment.answers import Prediction
 from sentiment.errors import (
     ApiError,
     BadEncoding,
@@ -34,7 +35,6 @@ from sentiment.errors import (
     error_table,
 )
 from sentiment.inputs import check_text, check_texts
-from sentiment.model import Prediction
 from sentiment.replica import TEST_TEXT, Replica, batch_sizes
 from sentiment.schemas import (
     LONG_TEXT_HELP,

@@ -7,7 +7,7 @@ from collections import Counter
 
 from ray.serve import metrics
 
-from sentiment.model import BatchReport
+from sentiment.answers import BatchReport
 
 BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
 SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]

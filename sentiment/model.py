@@ -2,29 +2,19 @@
 
 import logging
 import math
-import os
 import platform
-import socket
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict
-from urllib.parse import urlparse
+from typing import Any
 
 import torch
-from huggingface_hub import constants as hub_constants
-from huggingface_hub import try_to_load_from_cache
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
 from sentiment import ort, packing, tuning
-from sentiment.settings import (
-    DEFAULT_MODEL,
-    DEFAULT_MODEL_ID,
-    Settings,
-    StartupError,
-    available_cores,
-)
+from sentiment.answers import LONG_TEXT, BatchReport, Prediction
+from sentiment.settings import DEFAULT_MODEL, DEFAULT_MODEL_ID, Settings, available_cores
+from sentiment.source import check_folder, check_hub, load_failure
 
 # Most texts per forward pass inside predict_batch; a caller's batch is split into chunks.
 DEFAULT_CHUNK_SIZE = 32
@@ -54,110 +44,12 @@ TOKEN_BUDGET = 1024
 # built per shape; at exact widths a server's batches keep meeting new shapes (rows x width, in
 # the thousands) and pay for building them. `python -m bench.chunking --pads 1,8,16,32` compares.
 PAD_MULTIPLE = 16
-# How long to try reaching the model hub before saying it cannot be reached.
-HUB_TIMEOUT_S = 3.0
-# What happens to a text longer than the model's window (512 tokens for DistilBERT): keep its
-# head; keep its head and tail (a quarter head, as in Sun et al. 2019, "How to Fine-Tune BERT for
-# Text Classification"); or classify every window, each overlapping the last by a quarter.
-LONG_TEXT = ("head", "head+tail", "chunks")
+# LONG_TEXT's quarters (sentiment.answers): the head's share of head+tail, the windows' overlap.
 HEAD_SHARE = 0.25
 OVERLAP_SHARE = 0.25
-# What turns logits into scores (Hugging Face's text-classification function_to_apply).
-FUNCTIONS = ("softmax", "sigmoid", "none")
 
 
 logger = logging.getLogger(__name__)
-
-
-class Prediction(TypedDict):
-    """The answer for one text, the same everywhere (CLI, both apps, the batch endpoint)."""
-
-    input_text: str
-    label: str
-    score: float
-    scores: dict[str, float]
-    tokens: int
-    truncated: bool
-    model: str
-
-
-@dataclass(frozen=True)
-class BatchReport:
-    """What one batch did: answers, each text's logits (windows combined), model inputs' lengths,
-    texts cut short."""
-
-    predictions: list[Prediction]
-    logits: list[list[float]]
-    input_tokens: list[int]
-    truncated: int
-
-
-class ModelLoadError(StartupError):
-    """The model could not be had; the message says what to set."""
-
-
-# What every "cannot load model" line ends with.
-SET_MODEL = (
-    "set SENTIMENT_MODEL to a folder saved with save_pretrained"
-    " (python -m sentiment.testing tiny DIR makes an untrained one)"
-)
-
-
-def looks_like_path(model: str) -> bool:
-    """Say whether `model` names a folder rather than a hub id."""
-    return model.startswith((".", "/")) or Path(model).exists()
-
-
-def hub_offline() -> bool:
-    """Say whether HF_HUB_OFFLINE forbids the model hub."""
-    return os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
-
-
-def load_failure(model: str, error: Exception) -> ModelLoadError:
-    """Turn a from_pretrained failure into one line that says what to set."""
-    path = Path(model)
-    is_path = looks_like_path(model)
-    if is_path and not path.is_dir():
-        reason = f"no folder at {model}"
-    elif is_path and not (path / "config.json").is_file():
-        reason = f"{model} has no config.json, so it is not a model saved with save_pretrained"
-    else:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    hint = SET_MODEL
-    if not hub_offline() and not is_path:
-        hint += ", or make the model hub reachable"
-    return ModelLoadError(f"cannot load model {model!r}: {reason}; {hint}")
-
-
-def check_folder(model: str) -> None:
-    """Raise ModelLoadError if `model` is a folder with files this user cannot read."""
-    path = Path(model)
-    if not path.is_dir():
-        return
-    unreadable = sorted(p.name for p in path.iterdir() if p.is_file() and not os.access(p, os.R_OK))
-    if unreadable:
-        raise ModelLoadError(
-            f"cannot load model {model!r}: cannot read {', '.join(unreadable)} (file permissions);"
-            f" make them readable by uid {os.getuid()}, e.g. chmod a+r {model}/*"
-        )
-
-
-def check_hub(model: str, revision: str | None = None) -> None:
-    """Raise ModelLoadError at once if `model` must come from a model hub that cannot be reached
-    (huggingface_hub would retry for about 25 s before saying so)."""
-    if hub_offline() or looks_like_path(model):
-        return
-    if isinstance(try_to_load_from_cache(model, "config.json", revision=revision), str):
-        return  # in this machine's cache: from_pretrained will not need the hub
-    endpoint = urlparse(hub_constants.ENDPOINT)
-    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
-    try:
-        socket.create_connection((endpoint.hostname, port), timeout=HUB_TIMEOUT_S).close()
-    except OSError as error:
-        raise ModelLoadError(
-            f"cannot load model {model!r}: the model hub at {hub_constants.ENDPOINT} cannot be"
-            f" reached ({error}) and the model is not in this machine's cache; {SET_MODEL}"
-        ) from error
 
 
 def _cpuinfo(*keys: str) -> str:
@@ -387,16 +279,6 @@ class SentimentBertModel:
     def threads() -> int:
         """The cores the calling thread's model calls run on."""
         return torch.get_num_threads()
-
-    @staticmethod
-    def check_available(model: str = DEFAULT_MODEL, revision: str | None = None) -> None:
-        """Raise ModelLoadError unless the model's config can be had (cheap: no weights)."""
-        check_folder(model)
-        check_hub(model, revision)
-        try:
-            AutoConfig.from_pretrained(model, revision=revision)
-        except Exception as error:
-            raise load_failure(model, error) from error
 
     def predict(self, text: str, long_text: str = "head") -> Prediction:
         """Classify one text."""

@@ -11,14 +11,18 @@ import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
+from typing import TYPE_CHECKING
 
 from ray import serve
 
+from sentiment.answers import Prediction
 from sentiment.batching import ContinuousBatcher, lane_threads
 from sentiment.errors import Draining, InvalidInput, ModelUnavailable, Overloaded, UnknownModel
 from sentiment.metrics import ModelMetrics
-from sentiment.model import Prediction, SentimentBertModel
 from sentiment.settings import DEFAULT_MODEL_ID, DRAINING, TUNABLES, Settings, StartupError
+
+if TYPE_CHECKING:
+    from sentiment.model import SentimentBertModel
 
 # The tutorial's /test sentence.
 TEST_TEXT = "Ray Serve makes serving models easy, and I love it"
@@ -38,6 +42,15 @@ logger = logging.getLogger("ray.serve")
 batch_sizes: ContextVar[list[int] | None] = ContextVar("batch_sizes", default=None)
 
 
+def load_model(settings: Settings, model_id: str = DEFAULT_MODEL_ID) -> "SentimentBertModel":
+    """Load a model the settings name, in the replica (seconds)."""
+    # Imported here, not above: the builders, the scripts and Serve's build task import this module
+    # to deploy, and torch and transformers would cost them seconds for nothing.
+    from sentiment.model import SentimentBertModel
+
+    return SentimentBertModel.from_settings(settings, model_id)
+
+
 class ModelStuck(RuntimeError):
     """A model call has run far longer than any legitimate one."""
 
@@ -51,7 +64,7 @@ class ServedModel:
 
     def __init__(
         self,
-        model: SentimentBertModel,
+        model: "SentimentBertModel",
         settings: Settings,
         metrics: ModelMetrics,
         lanes: list[ThreadPoolExecutor],
@@ -134,9 +147,7 @@ class Replica:
         self.metrics = ModelMetrics()
         # The model threads every model of this replica runs its calls in (see lane_threads).
         self.lanes = lane_threads(settings.max_concurrent_batches)
-        self.default = ServedModel(
-            SentimentBertModel.from_settings(settings), settings, self.metrics, self.lanes
-        )
+        self.default = ServedModel(load_model(settings), settings, self.metrics, self.lanes)
         # Loaded models of SENTIMENT_MODELS; Serve's multiplexer holds them, this only sees them.
         self.named: weakref.WeakValueDictionary[str, ServedModel] = weakref.WeakValueDictionary()
 
@@ -149,7 +160,7 @@ class Replica:
         )(load)
 
     @property
-    def model(self) -> SentimentBertModel:
+    def model(self) -> "SentimentBertModel":
         """The default model (health checks run it; tests slow or wedge it)."""
         return self.default.model
 
@@ -168,7 +179,7 @@ class Replica:
         try:
             served = await asyncio.to_thread(
                 lambda: ServedModel(
-                    SentimentBertModel.from_settings(self.settings, model_id),
+                    load_model(self.settings, model_id),
                     self.settings,
                     self.metrics,
                     self.lanes,

@@ -5,7 +5,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from sentiment.model import FUNCTIONS, LONG_TEXT
+from sentiment.answers import FUNCTIONS, LONG_TEXT
 
 
 class ErrorOut(BaseModel):

@@ -15,9 +15,11 @@ import sys
 import time
 from pathlib import Path
 
+from sentiment.answers import Prediction
 from sentiment.corpus import corpus
-from sentiment.model import Prediction, SentimentBertModel, cpu_name
+from sentiment.model import SentimentBertModel, cpu_name
 from sentiment.settings import Settings, StartupError, available_cores
+from sentiment.source import check_available
 from sentiment.tuning import Record, key, lookup, write
 
 MIN_AGREEMENT = 0.999
@@ -117,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             texts = [line for line in args.texts.read_text().splitlines() if line.strip()]
         if not texts:
             raise StartupError(f"{args.texts} holds no texts; give one text per line")
-        SentimentBertModel.check_available(settings.model, settings.model_revision)
+        check_available(settings.model, settings.model_revision)
     except OSError as error:
         print(f"cannot read {args.texts}: {error.strerror}", file=sys.stderr)
         return 2

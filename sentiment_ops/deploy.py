@@ -13,7 +13,7 @@ from sentiment.settings import DRAINING, Settings, StartupError
 from sentiment_ops import head
 
 # What Serve's status puts before our model's load failures (the class, named where it lives).
-MODEL_LOAD_ERROR = "sentiment.model.ModelLoadError: "
+MODEL_LOAD_ERROR = "sentiment.source.ModelLoadError: "
 
 
 # What the scripts print once an app is up.
@@ -127,16 +127,17 @@ def deploy(app_name: str) -> int:
 def up(ray_options: list[str]) -> int:
     """`make up`: check the model, time it here once (sentiment.tune), start a head with ray.env's
     flags unless one runs, deploy both apps; a head this started is stopped if a deploy fails."""
-    from sentiment import tune
-    from sentiment.apps import BUILDERS
-    from sentiment.model import SentimentBertModel
+    from sentiment.source import check_available
 
     try:
         settings = Settings.from_env()
-        SentimentBertModel.check_available(settings.model, settings.model_revision)
+        check_available(settings.model, settings.model_revision)
     except StartupError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    from sentiment import tune
+    from sentiment.apps import BUILDERS
+
     if tune.main(["--if-missing"]):
         return 1
     started = not os.environ.get("RAY_ADDRESS") and not head.heads_here()

@@ -144,7 +144,9 @@ def test_the_cli_needs_no_web_stack_and_no_ray() -> None:
     assert done.stdout.strip() == "[]"
 
 
-def test_a_bad_setting_or_text_is_said_before_the_model_stack_loads(tiny_model_dir: Path) -> None:
+def test_a_bad_setting_text_or_model_is_said_before_the_model_stack_loads(
+    tiny_model_dir: Path,
+) -> None:
     # torch and transformers take seconds to import; a mistake should not wait for them.
     script = (
         "import sys; from sentiment.__main__ import main; code = main(sys.argv[1:]);"
@@ -152,13 +154,20 @@ def test_a_bad_setting_or_text_is_said_before_the_model_stack_loads(tiny_model_d
     )
     bad_setting = run("-c", script, "--check", env={"SENTIMENT_MAX_BATCH_SIZE": "0"})
     empty_text = run("-c", script, "fine", " ", env={"SENTIMENT_MODEL": str(tiny_model_dir)})
-    for done in (bad_setting, empty_text):
+    no_model = run("-c", script, "fine", env={"SENTIMENT_MODEL": "/no/such/model"})
+    for done in (bad_setting, empty_text, no_model):
         assert done.stdout.strip() == "2 []", done.stderr
+    assert "error: cannot load model '/no/such/model': no folder" in no_model.stderr
 
 
-def test_the_ops_commands_load_no_model_stack() -> None:
-    # `make down` and the container's drain and stop on `docker stop` run these: torch costs ~3 s.
-    script = "import sys, sentiment_ops.deploy; print(sorted({'torch', 'transformers'} & set(sys.modules)))"
+def test_the_ops_commands_and_the_apps_load_no_model_stack() -> None:
+    # `make down` and the container's drain and stop on `docker stop` run the ops commands; the
+    # scripts and Serve's build task (a fresh process per deploy, retried on failure) import the
+    # apps: torch costs them seconds, which a replica pays when it loads its model.
+    script = (
+        "import sys, sentiment_ops.deploy, sentiment.apps;"
+        " print(sorted({'torch', 'transformers'} & set(sys.modules)))"
+    )
     done = run("-c", script)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"

@@ -1,8 +1,8 @@
 """The operations modules' pure parts: the drain's config sent to Serve's REST API, the status line, and
 the command and environment a head starts with."""
 
-from sentiment.model import ModelLoadError
 from sentiment.settings import ray_env
+from sentiment.source import ModelLoadError
 from sentiment_ops.deploy import MODEL_LOAD_ERROR, drained, draining_config, pinned_size, reason
 from sentiment_ops.head import HEAD_DEFAULTS, RAY, head_command, head_env
 

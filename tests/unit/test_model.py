@@ -9,7 +9,8 @@ import pytest
 from transformers import pipeline
 
 from sentiment import model as model_module
-from sentiment.model import SCORE_TOLERANCE, ModelLoadError, SentimentBertModel, resolve_precision
+from sentiment.model import SCORE_TOLERANCE, SentimentBertModel, resolve_precision
+from sentiment.source import ModelLoadError, check_available
 from sentiment.testing import WORDS
 from tests.helpers import assert_prediction, assert_same_prediction
 
@@ -107,13 +108,15 @@ def test_unicode_and_control_characters_are_classified(model: SentimentBertModel
 
 
 def test_missing_folder_is_one_clear_error() -> None:
-    with pytest.raises(ModelLoadError, match=r"no folder at /no/such/model.*SENTIMENT_MODEL"):
-        SentimentBertModel("/no/such/model")
+    for load in (SentimentBertModel, check_available):
+        with pytest.raises(ModelLoadError, match=r"no folder at /no/such/model.*SENTIMENT_MODEL"):
+            load("/no/such/model")
 
 
 def test_folder_without_a_model_is_one_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(ModelLoadError, match=r"no config\.json.*SENTIMENT_MODEL"):
-        SentimentBertModel(str(tmp_path))
+    for load in (SentimentBertModel, check_available):
+        with pytest.raises(ModelLoadError, match=r"no config\.json.*SENTIMENT_MODEL"):
+            load(str(tmp_path))
 
 
 def test_unreachable_hub_model_fails_fast_when_offline() -> None:
@@ -123,11 +126,11 @@ def test_unreachable_hub_model_fails_fast_when_offline() -> None:
     assert time.monotonic() - start < 10
     assert "\n" not in str(caught.value)
     with pytest.raises(ModelLoadError):
-        SentimentBertModel.check_available("no-such-org/no-such-model")
+        check_available("no-such-org/no-such-model")
 
 
 def test_check_available_accepts_a_saved_model(tiny_model_dir: Path) -> None:
-    SentimentBertModel.check_available(str(tiny_model_dir))
+    check_available(str(tiny_model_dir))
 
 
 def test_saved_models_are_readable_by_every_user(tiny_model_dir: Path) -> None:
