@@ -6,10 +6,14 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import pytest
 
 from bench.harness import free_port
 from sentiment.model import SentimentBertModel
+from sentiment.settings import available_cores
 from tests.helpers import assert_prediction
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,10 +34,45 @@ def run(
     )
 
 
-def test_cli_prints_one_json_answer_per_text(tiny_model_dir: Path) -> None:
-    done = run(
-        "-m", "sentiment", "i like you", "so bad", env={"SENTIMENT_MODEL": str(tiny_model_dir)}
-    )
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder for what the commands below save."""
+    return tmp_path_factory.mktemp("commands")
+
+
+@pytest.fixture(scope="module")
+def loading(tiny_model_dir: Path, scratch: Path) -> dict[str, subprocess.CompletedProcess]:
+    """The commands that load torch and transformers (seconds of one core each), run once and as
+    many at a time as there are cores; the tests below read what each did."""
+    model = {"SENTIMENT_MODEL": str(tiny_model_dir)}
+    commands = {
+        "cli": (["-m", "sentiment", "i like you", "so bad"], model, ""),
+        "stdin": (["-m", "sentiment"], model, "one\n\ntwo\n"),
+        "check": (["-m", "sentiment", "--check"], model, ""),
+        "testing": (["-m", "sentiment.testing", "tiny", str(scratch / "m")], {}, ""),
+        "download": (
+            ["-m", "sentiment.download", str(scratch / "copy"), "--model", str(tiny_model_dir)],
+            {},
+            "",
+        ),
+        "unreachable": (
+            ["-m", "sentiment.download", str(scratch / "x"), "--model", "no-org/no-model"],
+            {},
+            "",
+        ),
+    }
+    with ThreadPoolExecutor(available_cores()) as pool:
+        running = {
+            name: pool.submit(run, *args, env=env, stdin=stdin)
+            for name, (args, env, stdin) in commands.items()
+        }
+    return {name: future.result() for name, future in running.items()}
+
+
+def test_cli_prints_one_json_answer_per_text(
+    loading: dict[str, subprocess.CompletedProcess],
+) -> None:
+    done = loading["cli"]
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert len(lines) == 2
@@ -41,10 +80,8 @@ def test_cli_prints_one_json_answer_per_text(tiny_model_dir: Path) -> None:
         assert_prediction(json.loads(line), text)
 
 
-def test_cli_reads_stdin(tiny_model_dir: Path) -> None:
-    done = run(
-        "-m", "sentiment", env={"SENTIMENT_MODEL": str(tiny_model_dir)}, stdin="one\n\ntwo\n"
-    )
+def test_cli_reads_stdin(loading: dict[str, subprocess.CompletedProcess]) -> None:
+    done = loading["stdin"]
     assert done.returncode == 0, done.stderr
     assert [json.loads(line)["input_text"] for line in done.stdout.splitlines()] == ["one", "two"]
 
@@ -59,29 +96,35 @@ def test_cli_without_a_model_says_what_to_set() -> None:
     assert "SENTIMENT_MODEL" in done.stderr
 
 
-def test_testing_command_builds_a_loadable_model(tmp_path: Path) -> None:
-    done = run("-m", "sentiment.testing", "tiny", str(tmp_path / "m"))
+def test_testing_command_builds_a_loadable_model(
+    loading: dict[str, subprocess.CompletedProcess], scratch: Path
+) -> None:
+    done = loading["testing"]
     assert done.returncode == 0, done.stderr
     assert "untrained" in done.stdout
-    assert (tmp_path / "m" / "config.json").is_file()
+    assert (scratch / "m" / "config.json").is_file()
     assert_prediction(
-        SentimentBertModel(str(tmp_path / "m"), num_threads=1).predict("works"), "works"
+        SentimentBertModel(str(scratch / "m"), num_threads=1).predict("works"), "works"
     )
 
 
-def test_download_saves_a_loadable_copy(tiny_model_dir: Path, tmp_path: Path) -> None:
-    done = run("-m", "sentiment.download", str(tmp_path / "copy"), "--model", str(tiny_model_dir))
+def test_download_saves_a_loadable_copy(
+    loading: dict[str, subprocess.CompletedProcess], tiny_model_dir: Path, scratch: Path
+) -> None:
+    done = loading["download"]
     assert done.returncode == 0, done.stderr
     # Loaded in-process, through the same from_pretrained path as the CLI and the apps.
     original, copy = (
         SentimentBertModel(str(path), num_threads=1).predict("same answer")
-        for path in (tiny_model_dir, tmp_path / "copy")
+        for path in (tiny_model_dir, scratch / "copy")
     )
     assert copy == original
 
 
-def test_download_of_an_unreachable_model_is_one_line(tmp_path: Path) -> None:
-    done = run("-m", "sentiment.download", str(tmp_path / "x"), "--model", "no-org/no-model")
+def test_download_of_an_unreachable_model_is_one_line(
+    loading: dict[str, subprocess.CompletedProcess],
+) -> None:
+    done = loading["unreachable"]
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert (
@@ -91,8 +134,10 @@ def test_download_of_an_unreachable_model_is_one_line(tmp_path: Path) -> None:
     )
 
 
-def test_cli_check_says_whether_the_model_can_be_had(tiny_model_dir: Path) -> None:
-    ok = run("-m", "sentiment", "--check", env={"SENTIMENT_MODEL": str(tiny_model_dir)})
+def test_cli_check_says_whether_the_model_can_be_had(
+    loading: dict[str, subprocess.CompletedProcess],
+) -> None:
+    ok = loading["check"]
     assert ok.returncode == 0, ok.stderr
     missing = run("-m", "sentiment", "--check", env={"SENTIMENT_MODEL": "/no/such/model"})
     assert missing.returncode == 2
