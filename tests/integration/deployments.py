@@ -41,13 +41,14 @@ def deployed(
     app: str, settings: Settings, cls: type = Classifier.func_or_class, **options
 ) -> Iterator[Deployment]:
     """Deploy `cls` with the production options (and `options`) as app `app` under /app; delete it
-    afterwards, whatever happened. Yield the deployment, to redeploy it."""
+    afterwards, whatever happened, without waiting for its replicas to stop (Serve's client polls
+    once a second until they have: seconds of every test). Yield the deployment, to redeploy it."""
     deployment = serve.deployment(cls, name=f"{app}Classifier", **{**DEPLOYMENT_OPTIONS, **options})
     serve.run(deployment.bind(settings), name=app, route_prefix=f"/{app}")
     try:
         yield deployment
     finally:
-        serve.delete(app)
+        serve.delete(app, _blocking=False)
 
 
 class Faulty(Classifier.func_or_class):

@@ -147,8 +147,8 @@ def test_deleting_an_app_lets_its_replica_finish_what_it_holds(
             wait_for(lambda: handle.held.remote().result(timeout_s=10) == 8, 30, "8 requests held")
             assert not answers
             started = time.monotonic()
-        # Leaving the block deleted the app: serve.delete returns once the replica has stopped.
-        deleted_in = time.monotonic() - started
+            serve.delete("leaving")  # returns once the replica has stopped
+            deleted_in = time.monotonic() - started
     finally:
         for client in clients:
             if client.is_alive():
