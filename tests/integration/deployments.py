@@ -18,16 +18,11 @@ from sentiment.settings import Settings
 
 def replicas(app: str) -> list[str]:
     """Name the live replica actors of an app (Serve names them SERVE_REPLICA::app#deployment#id)."""
-    return sorted(name for name in replica_names() if name.startswith(f"SERVE_REPLICA::{app}#"))
-
-
-def replica_names() -> set[str]:
-    """Name every live Serve replica actor, of every app."""
-    return {
+    return sorted(
         actor["name"]
         for actor in ray.util.list_named_actors(all_namespaces=True)
-        if actor["name"].startswith("SERVE_REPLICA::")
-    }
+        if actor["name"].startswith(f"SERVE_REPLICA::{app}#")
+    )
 
 
 def running_replicas(app: str) -> int:

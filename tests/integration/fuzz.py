@@ -20,7 +20,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.integration.deployments import replica_names
+from tests.integration.deployments import replicas
 
 CHECKS = [
     not_a_server_error,
@@ -37,9 +37,12 @@ PROFILE = settings(
 )
 
 
-def holds_to_its_openapi_document(base_url: str, headers: dict[str, str] | None = None) -> None:
-    """Run every operation's cases against the app at `base_url`, sending `headers` with each."""
-    before = replica_names()
+def holds_to_its_openapi_document(
+    base_url: str, app: str, headers: dict[str, str] | None = None
+) -> None:
+    """Run every operation's cases against app `app` at `base_url`, sending `headers` with each;
+    none of its replicas may restart."""
+    before = set(replicas(app))
     schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json", timeout=30)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {op.label for op in operations} >= {"POST /classify", "POST /classify/batch"}
@@ -61,7 +64,7 @@ def holds_to_its_openapi_document(base_url: str, headers: dict[str, str] | None 
                 holds()
             except Exception as error:
                 pytest.fail(f"{operation.label} ({mode.value} cases): {error}")
-    restarted = len(before - replica_names())
+    restarted = len(before - set(replicas(app)))
     print(
         f"\nschemathesis: {len(operations)} operations, {statuses.total()} cases,"
         f" statuses {dict(sorted(statuses.items()))}, replicas restarted: {restarted}"

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.integration.deployments import replica_names
+from sentiment.apps import BUILDERS
+from tests.integration.deployments import replicas
 
 FIGURES: Counter[str] = Counter()
 PROFILE = settings(
@@ -30,12 +31,13 @@ json_values = st.recursive(
 
 @pytest.fixture(autouse=True)
 def no_replica_restarted(base_url: str) -> Iterator[None]:
-    """Each test's hostile input is answered (cases counted) and restarts no replica."""
-    before, cases = replica_names(), FIGURES["cases"]
+    """Each test's hostile input is answered (cases counted) and restarts no replica of the apps
+    it is sent to."""
+    before, cases = {app: set(replicas(app)) for app in BUILDERS}, FIGURES["cases"]
     yield
     print(f"\nhostile input so far: {dict(FIGURES)}")
     assert FIGURES["cases"] > cases, "no case reached the server"
-    assert replica_names() >= before, "a replica was restarted"
+    assert all(set(replicas(app)) >= held for app, held in before.items()), "a replica restarted"
 
 
 def check(response: httpx.Response) -> None:

@@ -387,7 +387,7 @@ def test_cors_answers_the_allowed_origin_only(url: str, base_url: str) -> None:
 
 
 def test_the_locked_app_holds_to_its_openapi_document(url: str) -> None:
-    holds_to_its_openapi_document(url, AUTH)
+    holds_to_its_openapi_document(url, "locked", AUTH)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
