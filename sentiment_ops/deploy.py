@@ -203,12 +203,25 @@ def serve_api(method: str, body: dict | None = None) -> dict:
 SERVING = ("RUNNING", "UPDATING")
 
 
+def asked_to_drain(deployment: dict) -> bool:
+    """Say whether Serve has taken the drain as a deployment's new config (its replicas then take
+    it, one reconfigure each)."""
+    user_config = deployment["deployment_config"].get("user_config") or {}
+    return user_config.get(DRAINING) is True
+
+
 def waits_on_unplaced(deployment: dict) -> bool:
-    """Say whether Serve's update of a deployment waits only on replicas that never started (an
-    upscale the cluster cannot place, which holds the update open until the autoscaler scales
-    down again)."""
+    """Say whether Serve's update of a deployment to the drain waits only on replicas that never
+    started (an upscale the cluster cannot place, which holds the update open until the
+    autoscaler scales down again). Not before Serve has taken the drain: the update then under
+    way may be a rollout whose replicas are still to be replaced."""
     states = {replica["state"] for replica in deployment["replicas"]}
-    return deployment["status"] == "UPDATING" and "UPDATING" not in states and "STARTING" in states
+    return (
+        asked_to_drain(deployment)
+        and deployment["status"] == "UPDATING"
+        and "UPDATING" not in states
+        and "STARTING" in states
+    )
 
 
 def pinned_size(deployment: dict, options: dict) -> dict:
@@ -255,8 +268,7 @@ def draining_config(details: dict, pin: bool = False) -> dict:
 def deployment_drained(deployment: dict) -> bool:
     """Say whether a deployment took `draining` on every replica (each is then idle: its
     reconfigure returns only then)."""
-    user_config = deployment["deployment_config"].get("user_config") or {}
-    return user_config.get(DRAINING) is True and deployment["status"] != "UPDATING"
+    return asked_to_drain(deployment) and deployment["status"] != "UPDATING"
 
 
 def drained(app: dict) -> bool:

@@ -408,6 +408,9 @@ def test_drain_refuses_new_requests_and_returns_once_the_taken_ones_are_answered
     head: Head, tmp_path: Path
 ) -> None:
     good = config_for(head, tmp_path)
+    # The apps as the config deploys them: from a scripts' deploy, the change below would replace
+    # a replica rather than reconfigure both, and the head has room for only one more.
+    deploy_config(head, good)
 
     def slow_and_too_big(app: dict) -> None:
         # One text per model call, so the requests of long texts the clients keep in the replica
@@ -434,7 +437,9 @@ def test_drain_refuses_new_requests_and_returns_once_the_taken_ones_are_answered
 
     def classifier() -> dict:
         apps = httpx.get(f"{head.dashboard_url}/api/serve/applications/", timeout=30).json()
-        return apps["applications"]["classifier"]["deployments"]["Classifier"]
+        deployments = apps["applications"]["classifier"]["deployments"]
+        # None yet while Serve builds the app the config replaces (the scripts' app, run alone).
+        return deployments.get("Classifier", {"replicas": []})
 
     def replicas() -> list[dict]:
         return classifier()["replicas"]

@@ -72,6 +72,11 @@ def test_a_deployment_waiting_on_replicas_the_cluster_cannot_place_is_pinned_at_
         "user_config": {"draining": True},
         "rolling_update_percentage": 1.0,
     }
+    # Not before Serve has taken the drain: what it waits on then is the update before it (a look
+    # just after the PUT), whose replicas are not the ones the drain will keep.
+    before = details({}, "DEPLOYING", ("RUNNING", "STARTING"), "UPDATING")
+    (app,) = draining_config(before, pin=True)["applications"]
+    assert app["deployments"][0]["num_replicas"] == 2
     # Not while a replica is still taking the config (it may be the rollout's first step).
     taking = details({"draining": True}, "DEPLOYING", ("UPDATING", "STARTING"), "UPDATING")
     (app,) = draining_config(taking, pin=True)["applications"]
