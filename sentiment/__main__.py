@@ -7,7 +7,7 @@ import sys
 from sentiment.errors import ClientError
 from sentiment.inputs import check_text
 from sentiment.settings import Settings, StartupError
-from sentiment.source import check_available
+from sentiment.source import check_available, check_source
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,12 +28,13 @@ def main(argv: list[str] | None = None) -> int:
             given = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
             # The same rule as the HTTP apps: an empty text is refused, not classified.
             texts = [check_text(text, f"text {n}", settings) for n, text in enumerate(given, 1)]
-        # The model checked before torch and transformers load (seconds), so that a bad setting,
-        # text or model is said at once.
-        check_available(settings.model, settings.model_revision)
         if args.check:
+            check_available(settings.model, settings.model_revision)
             print(f"model {settings.model} is available")
             return 0
+        # What can be said of the model before torch and transformers load (seconds), so that a
+        # bad setting, text or model is said at once.
+        check_source(settings.model, settings.model_revision)
         from sentiment.model import SentimentBertModel
 
         model = SentimentBertModel.from_settings(settings)

@@ -14,7 +14,7 @@ from transformers.utils import logging as transformers_logging
 from sentiment import ort, packing, tuning
 from sentiment.answers import LONG_TEXT, BatchReport, Prediction
 from sentiment.settings import DEFAULT_MODEL, DEFAULT_MODEL_ID, Settings, available_cores
-from sentiment.source import check_folder, check_hub, load_failure
+from sentiment.source import check_source, load_failure
 
 # Most texts per forward pass inside predict_batch; a caller's batch is split into chunks.
 DEFAULT_CHUNK_SIZE = 32
@@ -167,8 +167,7 @@ class SentimentBertModel:
             )
         # A progress bar per replica start is noise in server logs.
         transformers_logging.disable_progress_bar()
-        check_folder(model)
-        check_hub(model, revision)
+        check_source(model, revision)
         onnx = self.runtime_name == "onnxruntime"
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model, revision=revision)

@@ -84,13 +84,18 @@ def check_hub(model: str, revision: str | None = None) -> None:
         ) from error
 
 
-def check_available(model: str = DEFAULT_MODEL, revision: str | None = None) -> None:
-    """Raise ModelLoadError unless the model's config can be had (cheap: no weights)."""
+def check_source(model: str, revision: str | None = None) -> None:
+    """Raise ModelLoadError for what can be said without transformers (it imports torch): no
+    folder, not a saved model, unreadable files, or a model hub that cannot be reached."""
     check_folder(model)
     if looks_like_path(model) and not (Path(model) / "config.json").is_file():
-        # No folder, or not a saved model: said before transformers loads (it imports torch).
         raise load_failure(model, FileNotFoundError(model))
     check_hub(model, revision)
+
+
+def check_available(model: str = DEFAULT_MODEL, revision: str | None = None) -> None:
+    """Raise ModelLoadError unless the model's config can be had (cheap: no weights)."""
+    check_source(model, revision)
     # Imported here: seconds (it loads torch), and only a model that may be there needs it.
     from transformers import AutoConfig
 
